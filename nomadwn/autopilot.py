@@ -1,0 +1,228 @@
+"""The files a worker container renders for itself at start (the Autopilot pattern).
+
+Each file becomes one Nomad ``template`` block: Nomad writes it into the task
+directory before the container starts, so the container configures itself with no
+site-specific image. This module only builds the text; :mod:`nomadwn.render` turns
+it into job blocks. Pure: no I/O.
+
+Inside the container Nomad's task directory is mounted at ``/local`` (and
+``/secrets`` for the pool secret); the HTCondor file is bind-mounted into
+``htcondor.config_dir`` so the image's own configuration still applies first.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from nomadwn.model import Flavour, Site, shutdown_graceful_timeout
+from nomadwn.units import duration_seconds
+
+CONDOR_CONFIG_NAME = "99-nomadwn.conf"
+TOKEN_DIR = "/secrets/condor/tokens.d"  # noqa: S105 - a path, not a secret
+PASSWORD_FILE = "/secrets/condor/pool_password"  # noqa: S105 - a path, not a secret
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """One file Nomad renders into the task directory.
+
+    ``destination`` is relative to the task directory; ``text`` is consul-template
+    source (already escaped where it holds literal text); ``mount_at`` is where the
+    container sees it when it must appear outside ``/local``.
+    """
+
+    destination: str
+    text: str
+    perms: str = "0644"
+    change_mode: str = "restart"
+    mount_at: str | None = None
+
+
+def literal(text: str) -> str:
+    """Make ``text`` literal for consul-template, which would run ``{{ ... }}`` as code."""
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def _classad_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def condor_config(site: Site, name: str) -> str:
+    """The worker's HTCondor configuration for flavour ``name``."""
+    f = site.flavours[name]
+    c = f.htcondor
+    r = f.resources
+    lines: list[str] = []
+
+    def section(title: str) -> None:
+        lines.extend(["", f"# --- {title}"])
+
+    def knob(key: str, value: object) -> None:
+        lines.append(f"{key} = {value}".rstrip())
+
+    lines.append(f"# Rendered by nomadwn for flavour {name} of site {site.name}; Nomad writes it at container start.")
+    section("pool")
+    knob("CONDOR_HOST", c.collector[0].split(":")[0])
+    knob("COLLECTOR_HOST", ", ".join(c.collector))
+    knob("DAEMON_LIST", "MASTER, STARTD")
+    knob("USE_SHARED_PORT", "True")
+    knob("SHARED_PORT_PORT", c.port)
+    if c.ccb:
+        # Containers sit on a private network: the startd is reached through CCB.
+        knob("CCB_ADDRESS", ", ".join(c.ccb_address) if c.ccb_address else "$(COLLECTOR_HOST)")
+    section("resources: the container's share, not the host's")
+    cores = c.slots.cores or r.cores
+    if cores is not None:
+        knob("NUM_CPUS", cores)
+    knob("MEMORY", c.slots.memory or r.memory_max or r.memory)
+    if c.slots.disk is not None:
+        knob("DISK", c.slots.disk * 1024)  # HTCondor counts disk in KiB
+    if c.slots.partitionable:
+        knob("NUM_SLOTS", 1)
+        knob("NUM_SLOTS_TYPE_1", 1)
+        knob("SLOT_TYPE_1", "100%")
+        knob("SLOT_TYPE_1_PARTITIONABLE", "True")
+    section("unprivileged container: the container, not HTCondor, enforces limits")
+    knob("BASE_CGROUP", "")
+    knob("DISCARD_SESSION_KEYRING_ON_STARTUP", "FALSE")
+    section("job policy")
+    start = f"({c.start})"
+    if c.accounting_group:
+        start += f" && (TARGET.AcctGroup =?= {_classad_string(c.accounting_group)})"
+    knob("START", start)
+    if c.grid_env:
+        knob("USER_JOB_WRAPPER", "/local/nomadwn/job-wrapper.sh")
+    section("identity: match HTCondor slots to Nomad allocations")
+    knob("NomadAllocId", '"$ENV(NOMAD_ALLOC_ID)"')
+    knob("NomadJobId", '"$ENV(NOMAD_JOB_ID)"')
+    knob("NomadwnSite", _classad_string(site.name))
+    knob("NomadwnFlavour", _classad_string(name))
+    knob("STARTD_ATTRS", "$(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour")
+    section("lifespan and shutdown")
+    life = f.lifespan
+    if life.retirement is not None:
+        knob("MAXJOBRETIREMENTTIME", duration_seconds(life.retirement))
+    if life.idle_shutdown is not None:
+        knob("STARTD_NOCLAIM_SHUTDOWN", duration_seconds(life.idle_shutdown))
+    if life.max_age is not None:
+        knob("NOMADWN_MAX_AGE", duration_seconds(life.max_age))
+        knob("STARTD.DAEMON_SHUTDOWN", "(time() - DaemonStartTime) > $(NOMADWN_MAX_AGE)")
+    if life.max_age is not None or life.idle_shutdown is not None:
+        # When the startd has gone, the master (the container's main process) follows.
+        knob("MASTER.DAEMON_SHUTDOWN", "STARTD_StartTime =?= 0")
+    # Finish a graceful shutdown before Nomad's kill_timeout runs out and SIGKILL lands.
+    knob("SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(shutdown_graceful_timeout(f)))
+    if f.pool_auth is not None:
+        section("pool authentication (the secret itself is rendered by Nomad into /secrets)")
+        if f.pool_auth.method == "idtoken":
+            knob("SEC_TOKEN_DIRECTORY", TOKEN_DIR)
+        else:
+            knob("SEC_PASSWORD_FILE", PASSWORD_FILE)
+    if c.extra_config:
+        section("site settings (htcondor.extra_config)")
+        for key in sorted(c.extra_config):
+            knob(key, c.extra_config[key])
+    return "\n".join(lines) + "\n"
+
+
+def start_script(flavour: Flavour) -> str:
+    """The container's entrypoint: mount CVMFS in fuse mode, then run the master in the foreground."""
+    lines = ["#!/bin/sh", "# Rendered by nomadwn: the worker container's start-up.", "set -eu"]
+    if flavour.cvmfs.mode == "fuse":
+        repos = " ".join(shlex.quote(repo) for repo in flavour.cvmfs.repositories)
+        lines += [
+            f"for repo in {repos}; do",
+            '  mkdir -p "/cvmfs/$repo"',
+            '  mount -t cvmfs "$repo" "/cvmfs/$repo"',
+            "done",
+        ]
+    lines.append("exec condor_master -f")
+    return "\n".join(lines) + "\n"
+
+
+def job_wrapper(flavour: Flavour) -> str:
+    """HTCondor's USER_JOB_WRAPPER: load the grid environment from CVMFS, then run the payload."""
+    grid_env = flavour.htcondor.grid_env or ""
+    return (
+        "\n".join(
+            [
+                "#!/bin/sh",
+                "# Rendered by nomadwn: the grid environment comes from CVMFS, not the image.",
+                f"grid_env={shlex.quote(grid_env)}",
+                'if [ -r "$grid_env" ]; then',
+                '  . "$grid_env"',
+                "else",
+                '  echo "nomadwn job wrapper: $grid_env is not readable; running without the grid environment" >&2',
+                "fi",
+                'exec "$@"',
+            ]
+        )
+        + "\n"
+    )
+
+
+def cvmfs_config(flavour: Flavour) -> str:
+    """``/etc/cvmfs/default.local`` for fuse mode."""
+    cv = flavour.cvmfs
+    lines = [
+        "# Rendered by nomadwn: CVMFS client settings for the in-container (fuse) mount.",
+        f"CVMFS_REPOSITORIES={shlex.quote(','.join(cv.repositories))}",
+        f"CVMFS_HTTP_PROXY={shlex.quote(cv.http_proxy or 'DIRECT')}",
+    ]
+    if cv.quota_limit is not None:
+        lines.append(f"CVMFS_QUOTA_LIMIT={cv.quota_limit}")
+    return "\n".join(lines) + "\n"
+
+
+def pool_secret(site: Site, name: str) -> str:
+    """consul-template source that reads the pool secret at start; the secret never passes through nomadwn."""
+    auth = site.flavours[name].pool_auth
+    assert auth is not None
+    # A pool password file is binary, so the variable holds it base64-encoded.
+    decode = " | base64Decode" if auth.method == "password" else ""
+    if auth.source == "vault":
+        opener, field = f"secret {_go_string(auth.path or '')}", f".Data.data.{auth.key}"
+    else:
+        path = auth.path or f"nomad/jobs/{site.job_id(name)}"
+        opener, field = f"nomadVar {_go_string(path)}", f".{auth.key}"
+    return f"{{{{ with {opener} }}}}{{{{ {field}{decode} }}}}{{{{ end }}}}\n"
+
+
+def _go_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def template_files(site: Site, name: str) -> list[TemplateFile]:
+    """Every file the container needs, in a stable order."""
+    f = site.flavours[name]
+    files = [
+        TemplateFile(
+            destination=f"local/nomadwn/{CONDOR_CONFIG_NAME}",
+            text=literal(condor_config(site, name)),
+            mount_at=f"{f.htcondor.config_dir.rstrip('/')}/{CONDOR_CONFIG_NAME}",
+        ),
+        TemplateFile(destination="local/nomadwn/start.sh", text=literal(start_script(f)), perms="0755"),
+    ]
+    if f.htcondor.grid_env:
+        files.append(
+            TemplateFile(destination="local/nomadwn/job-wrapper.sh", text=literal(job_wrapper(f)), perms="0755")
+        )
+    if f.cvmfs.mode == "fuse":
+        files.append(
+            TemplateFile(
+                destination="local/nomadwn/cvmfs-default.local",
+                text=literal(cvmfs_config(f)),
+                mount_at="/etc/cvmfs/default.local",
+            )
+        )
+    if f.pool_auth is not None:
+        idtoken = f.pool_auth.method == "idtoken"
+        files.append(
+            TemplateFile(
+                destination=("secrets/condor/tokens.d/pool" if idtoken else "secrets/condor/pool_password"),
+                text=pool_secret(site, name),
+                perms="0600",
+            )
+        )
+    return files

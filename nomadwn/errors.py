@@ -1,0 +1,48 @@
+"""The one exception tree of nomadwn.
+
+::
+
+    NomadwnError                  anything nomadwn raises on purpose
+    ├── ConfigError               a site file is missing, unreadable or invalid
+    └── RenderError               a valid model could not be rendered or written
+
+Messages say what failed, where (a file, or a dotted field path) and what to do
+next. They never contain a secret: site-file values are not echoed back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NomadwnError(Exception):
+    """Base class of every error nomadwn raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem in a site file: the dotted path of the field and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(NomadwnError):
+    """A site file is missing, unreadable or does not validate.
+
+    ``problems`` holds one entry per bad field, each naming its dotted path.
+    """
+
+    def __init__(self, source: str, problems: list[FieldProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s) in the site file"]
+        lines += [f"  {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class RenderError(NomadwnError):
+    """A job could not be rendered, or rendered output could not be written."""

@@ -1,0 +1,531 @@
+"""The typed model of a site and its containerised HTCondor worker nodes.
+
+A *site* is one YAML file: site-wide Nomad facts, optional ``defaults`` and one or
+more worker *flavours*. Each flavour becomes one Nomad job. This module is pure:
+no I/O and no client library (a test enforces it). Loading a file, merging the
+defaults and turning pydantic errors into messages lives in :mod:`nomadwn.sitefile`.
+
+Rules that span several fields (a batch job may not have an update block, the
+``latest`` tag is refused, ...) are in :func:`flavour_problems`, so that each one
+can name the exact dotted field it is about.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from nomadwn.errors import FieldProblem
+from nomadwn.units import Duration, SizeMB, duration_text
+
+# ---------------------------------------------------------------------------
+# Reusable constrained strings
+
+_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONDOR_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_VAR_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_PATH_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+_HOSTPORT_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?")
+_REGISTRY_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?")
+_REPOSITORY_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+_ABS_PATH_RE = re.compile(r"/[^\x00-\x1f\x7f]*")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{what}; got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _single_line(value: str) -> str:
+    if _CONTROL_RE.search(value):
+        raise ValueError("must be one line without control characters (it is written into HTCondor's configuration)")
+    return value
+
+
+Name = Annotated[
+    str,
+    _matching(
+        _NAME_RE, "use lower-case letters, digits and '-', start and end with a letter or digit, at most 63 characters"
+    ),
+]
+"""A DNS-label-like name: site, flavour and Consul service names."""
+
+MetaKey = Annotated[str, _matching(_KEY_RE, "a key is a letter or '_' then letters, digits, '_' or '-' (at most 128)")]
+EnvKey = Annotated[
+    str, _matching(_ENV_KEY_RE, "an environment variable name is a letter or '_' then letters, digits or '_'")
+]
+CondorKey = Annotated[
+    str, _matching(_CONDOR_KEY_RE, "an HTCondor knob is a letter or '_' then letters, digits, '_' or '.'")
+]
+HostPort = Annotated[str, _matching(_HOSTPORT_RE, "write a host name or address, optionally with :port")]
+AbsPath = Annotated[str, _matching(_ABS_PATH_RE, "write an absolute path without control characters")]
+ConfigLine = Annotated[str, AfterValidator(_single_line)]
+"""A string that ends up in HTCondor's configuration and so must stay on one line."""
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    """Base of every site-file model: unknown keys are an error, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------
+# Nomad placement
+
+
+ConstraintOperator = Literal[
+    "=",
+    "!=",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "distinct_hosts",
+    "distinct_property",
+    "regexp",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+    "version",
+    "semver",
+    "is_set",
+    "is_not_set",
+]
+
+
+class Constraint(Strict):
+    """A Nomad placement constraint (``constraint`` block)."""
+
+    attribute: str = ""
+    operator: ConstraintOperator = "="
+    value: str = ""
+
+
+class SpreadTarget(Strict):
+    """One target of a spread: a value of the attribute and the share of allocations it gets."""
+
+    # The value becomes an HCL block label, where HCL reads no escapes: keep it plain.
+    value: Annotated[str, _matching(re.compile(r"[A-Za-z0-9_.:/@+=-]+"), "letters, digits and _ . : / @ + = -")]
+    percent: Annotated[int, Field(ge=0, le=100)]
+
+
+class Spread(Strict):
+    """A Nomad ``spread`` block: spread allocations over the values of an attribute."""
+
+    attribute: str
+    weight: Annotated[int, Field(ge=-100, le=100)] = 50
+    targets: list[SpreadTarget] = []
+
+
+class Placement(Strict):
+    """Where a flavour's job runs: Nomad region, namespace, datacenters, node pool, constraints."""
+
+    region: str = "global"
+    namespace: str = "default"
+    datacenters: Annotated[list[str], Field(min_length=1)] = ["*"]
+    node_pool: str = "default"
+    priority: Annotated[int, Field(ge=1, le=100)] = 50
+    constraints: list[Constraint] = []
+    spreads: list[Spread] = []
+
+
+# ---------------------------------------------------------------------------
+# The container
+
+
+class Image(Strict):
+    """The worker container image: registry, repository, and a pinned tag or digest."""
+
+    registry: Annotated[str, _matching(_REGISTRY_RE, "write a registry host, optionally with :port")] | None = None
+    repository: Annotated[str, _matching(_REPOSITORY_RE, "write a repository path such as scotgrid/cntwn (lower case)")]
+    tag: Annotated[str, _matching(_TAG_RE, "a tag is letters, digits, '_', '.' or '-' (at most 128)")] | None = None
+    digest: Annotated[str, _matching(_DIGEST_RE, "a digest is sha256: followed by 64 hex digits")] | None = None
+    allow_latest: bool = False
+    pull: Literal["if-not-present", "always"] = "if-not-present"
+    pull_timeout: Duration = timedelta(minutes=5)
+
+    @property
+    def reference(self) -> str:
+        """The full image reference as Docker takes it."""
+        ref = f"{self.registry}/{self.repository}" if self.registry else self.repository
+        if self.tag:
+            ref += f":{self.tag}"
+        if self.digest:
+            ref += f"@{self.digest}"
+        return ref
+
+
+class Cvmfs(Strict):
+    """How the worker sees /cvmfs.
+
+    ``bind``: the host's /cvmfs, read-only, from a Nomad host volume (``host_volume``)
+    or a Docker bind mount of ``host_path`` (when ``host_volume`` is null). Shared
+    cache; every repository must be mounted on the host.
+
+    ``fuse``: mounted inside the container. No host install, but no shared cache,
+    and the container needs SYS_ADMIN, MKNOD and /dev/fuse (elevated privilege).
+    """
+
+    mode: Literal["bind", "fuse"] = "bind"
+    host_volume: str | None = "cvmfs"
+    host_path: AbsPath = "/cvmfs"
+    repositories: list[Annotated[str, _matching(_HOSTPORT_RE, "a repository name such as atlas.cern.ch")]] = []
+    http_proxy: ConfigLine | None = None
+    quota_limit: SizeMB | None = None
+
+
+class Slots(Strict):
+    """The startd's slot layout. Unset sizes follow the flavour's resources."""
+
+    partitionable: bool = True
+    cores: Annotated[int, Field(ge=1)] | None = None
+    memory: SizeMB | None = None
+    disk: SizeMB | None = None
+
+
+class HTCondor(Strict):
+    """How the worker joins the pool: collector, CCB, port, slots and job policy."""
+
+    collector: Annotated[list[HostPort], Field(min_length=1)]
+    ccb: bool = True
+    ccb_address: list[HostPort] | None = None
+    port: Port = 9621
+    static_port: bool | None = None
+    slots: Slots = Slots()
+    start: ConfigLine = "True"
+    accounting_group: (
+        Annotated[str, _matching(re.compile(r"[A-Za-z0-9_.@-]+"), "letters, digits, '_', '.', '@' or '-'")] | None
+    ) = None
+    grid_env: AbsPath | None = "/cvmfs/grid.cern.ch/etc/profile.d/setup-cvmfs-ui.sh"
+    config_dir: AbsPath = "/etc/condor/config.d"
+    extra_config: dict[CondorKey, ConfigLine] = {}
+
+
+class PoolAuth(Strict):
+    """Where the pool's IDTOKEN or password lives: a *reference*, never the secret.
+
+    ``source: nomad-variable`` reads a Nomad Variable at ``path`` (default
+    ``nomad/jobs/<job id>``, which the job may read without extra ACL policy);
+    ``source: vault`` reads a Vault KV v2 secret at ``path`` (``vault_role`` optional).
+    The value is rendered into the container by a Nomad ``template`` block at start.
+    """
+
+    method: Literal["idtoken", "password"] = "idtoken"
+    source: Literal["nomad-variable", "vault"] = "nomad-variable"
+    path: Annotated[str, _matching(_SECRET_PATH_RE, "a path is letters, digits, '_', '.', '/' or '-'")] | None = None
+    key: Annotated[str, _matching(_VAR_KEY_RE, "a key is a letter or '_' then letters, digits or '_'")] = "token"
+    vault_role: str | None = None
+
+
+class CheckRestart(Strict):
+    """Restart the worker when its health check keeps failing (Nomad ``check_restart``)."""
+
+    limit: Annotated[int, Field(ge=1)] = 3
+    grace: Duration = timedelta(seconds=120)
+    ignore_warnings: bool = False
+
+
+class Health(Strict):
+    """The worker's own health check, run inside the container (a Nomad script check)."""
+
+    command: Annotated[list[str], Field(min_length=1)] = ["condor_config_val", "-startd", "StartJobs"]
+    interval: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=60)
+    check_restart: CheckRestart | None = CheckRestart()
+
+
+class Prometheus(Strict):
+    """Prometheus scrape hints: a metrics port in the container and its path, as service meta."""
+
+    port: Port
+    path: Annotated[str, _matching(re.compile(r"/[A-Za-z0-9_./-]*"), "write a URL path such as /metrics")] = "/metrics"
+
+
+class Service(Strict):
+    """The Consul service each worker registers: name, tags, meta and scrape hints."""
+
+    name: Name = "condor-master"
+    port: Annotated[
+        str, _matching(re.compile(r"[a-z][a-z0-9_]*"), "a port label is lower case letters, digits or '_'")
+    ] = "condor"
+    tags: list[str] = ["cntwn"]
+    meta: dict[MetaKey, str] = {}
+    prometheus: Prometheus | None = None
+
+
+class Lifespan(Strict):
+    """How long a worker lives and how it stops.
+
+    ``max_age``: the startd shuts itself down gracefully after this long, giving
+    running jobs up to ``retirement``; ``idle_shutdown``: the startd shuts down after
+    this long unclaimed. Either ends the container, so the worker expires by itself.
+    ``kill_signal``/``kill_timeout`` are what Nomad sends when *it* stops the worker;
+    Nomad caps ``kill_timeout`` at the client's ``max_kill_timeout``.
+    """
+
+    max_age: Duration | None = None
+    idle_shutdown: Duration | None = None
+    retirement: Duration | None = None
+    kill_signal: Literal["SIGTERM", "SIGQUIT"] = "SIGTERM"
+    kill_timeout: Duration = timedelta(seconds=30)
+
+
+class Update(Strict):
+    """Nomad's rolling-update strategy (``update`` block). Not allowed on batch jobs."""
+
+    max_parallel: Annotated[int, Field(ge=0)] = 1
+    canary: Annotated[int, Field(ge=0)] = 0
+    auto_revert: bool = True
+    auto_promote: bool = False
+    health_check: Literal["checks", "task_states", "manual"] = "checks"
+    min_healthy_time: Duration = timedelta(seconds=10)
+    healthy_deadline: Duration = timedelta(minutes=5)
+    progress_deadline: Duration = timedelta(minutes=10)
+    stagger: Duration = timedelta(seconds=30)
+
+
+class Scaling(Strict):
+    """Bounds of a scalable group (Nomad ``scaling`` block). Not allowed on system jobs."""
+
+    min: Annotated[int, Field(ge=0)] = 0
+    max: Annotated[int, Field(ge=0)]
+    enabled: bool = True
+
+
+class Resources(Strict):
+    """What one worker container reserves: whole cores (or CPU MHz), memory and disk."""
+
+    cores: Annotated[int, Field(ge=1)] | None = None
+    cpu: Annotated[int, Field(ge=1)] | None = None
+    memory: SizeMB
+    memory_max: SizeMB | None = None
+    disk: SizeMB = 1024
+
+
+class Restart(Strict):
+    """Nomad's restart policy for the worker task on the same node."""
+
+    attempts: Annotated[int, Field(ge=0)] = 2
+    interval: Duration = timedelta(minutes=30)
+    delay: Duration = timedelta(seconds=15)
+    mode: Literal["fail", "delay"] = "fail"
+
+
+class Reschedule(Strict):
+    """Nomad's reschedule policy (moving a failed worker to another node). Not on system jobs."""
+
+    attempts: Annotated[int, Field(ge=0)] = 0
+    interval: Duration = timedelta(0)
+    delay: Duration = timedelta(seconds=30)
+    delay_function: Literal["constant", "exponential", "fibonacci"] = "exponential"
+    max_delay: Duration = timedelta(hours=1)
+    unlimited: bool = True
+
+
+class Logs(Strict):
+    """Rotation of the task's stdout/stderr logs on the Nomad client."""
+
+    max_files: Annotated[int, Field(ge=1)] = 10
+    max_file_size: SizeMB = 10
+
+
+JobKind = Literal["system", "service", "batch"]
+
+
+class Flavour(Strict):
+    """One kind of worker node, rendered into one Nomad job.
+
+    ``system``: one worker per eligible node. ``service``: a scalable ``count``.
+    ``batch``: ephemeral workers that end when their lifespan does.
+    """
+
+    kind: JobKind
+    job_id: Annotated[str, _matching(_NAME_RE, "a job id is lower-case letters, digits and '-'")] | None = None
+    count: Annotated[int, Field(ge=0)] | None = None
+    placement: Placement = Placement()
+    image: Image
+    cvmfs: Cvmfs = Cvmfs()
+    htcondor: HTCondor
+    pool_auth: PoolAuth | None = None
+    health: Health = Health()
+    service: Service = Service()
+    lifespan: Lifespan = Lifespan()
+    update: Update | None = None
+    scaling: Scaling | None = None
+    resources: Resources
+    restart: Restart = Restart()
+    reschedule: Reschedule | None = None
+    logs: Logs = Logs()
+    env: dict[EnvKey, str] = {}
+    meta: dict[MetaKey, str] = {}
+
+
+class NomadClients(Strict):
+    """Facts about the site's Nomad clients that the jobs must respect."""
+
+    max_kill_timeout: Duration = timedelta(seconds=30)
+
+
+class Site(Strict):
+    """A validated site: its name, Nomad client facts and its flavours (defaults merged in)."""
+
+    name: Name
+    nomad: NomadClients = NomadClients()
+    flavours: Annotated[dict[Name, Flavour], Field(min_length=1)]
+
+    def job_id(self, flavour: str) -> str:
+        """The Nomad job ID of a flavour: ``job_id`` if set, else ``<site>-<flavour>``."""
+        return self.flavours[flavour].job_id or f"{self.name}-{flavour}"
+
+
+# ---------------------------------------------------------------------------
+# Derived values, shared by validation and rendering
+
+
+def static_port(flavour: Flavour) -> bool:
+    """Whether the HTCondor port is a static host port (default: only for system jobs)."""
+    if flavour.htcondor.static_port is not None:
+        return flavour.htcondor.static_port
+    return flavour.kind == "system"
+
+
+def port_labels(flavour: Flavour) -> list[str]:
+    """The port labels the group's network block defines."""
+    labels = ["condor"]
+    if flavour.service.prometheus is not None:
+        labels.append("metrics")
+    return labels
+
+
+def count(flavour: Flavour) -> int | None:
+    """The group count Nomad gets: none for system jobs, else ``count`` (default 1)."""
+    if flavour.kind == "system":
+        return None
+    return 1 if flavour.count is None else flavour.count
+
+
+def shutdown_graceful_timeout(flavour: Flavour) -> timedelta:
+    """How long HTCondor's master may take to shut down gracefully when Nomad stops it.
+
+    A few seconds under ``kill_timeout``, so HTCondor finishes (and falls back to a
+    fast shutdown) before Nomad's SIGKILL arrives.
+    """
+    margin = timedelta(seconds=5)
+    timeout = flavour.lifespan.kill_timeout
+    return timeout - margin if timeout > 2 * margin else timeout / 2
+
+
+def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
+    """Rules that span several fields of one flavour, each naming the field to fix."""
+    f = site.flavours[name]
+    at = f"flavours.{name}"
+    out: list[FieldProblem] = []
+
+    def bad(path: str, message: str) -> None:
+        out.append(FieldProblem(f"{at}.{path}", message))
+
+    if f.kind == "batch" and f.update is not None:
+        bad("update", "a batch job may not have an update block (Nomad rejects it); remove it or set it to null")
+    if f.kind == "system":
+        if f.scaling is not None:
+            bad("scaling", "a system job runs one worker per node and cannot be scaled; remove it or use kind: service")
+        if f.count is not None:
+            bad("count", "a system job runs one worker per eligible node and takes no count; remove it")
+        if f.reschedule is not None:
+            bad("reschedule", "system jobs are not rescheduled by Nomad; remove it")
+        if f.update is not None and (f.update.canary or f.update.auto_promote):
+            bad("update.canary", "system jobs do not support canaries; set canary: 0 and auto_promote: false")
+    if f.update is not None:
+        u = f.update
+        if u.auto_promote and u.canary == 0:
+            bad("update.auto_promote", "auto_promote needs canary of at least 1")
+        if u.min_healthy_time >= u.healthy_deadline:
+            bad("update.min_healthy_time", "must be shorter than healthy_deadline")
+        if u.progress_deadline != timedelta(0) and u.progress_deadline < u.healthy_deadline:
+            bad("update.progress_deadline", "must be at least healthy_deadline (or 0 to disable)")
+    if f.scaling is not None:
+        c = count(f) or 0
+        if f.scaling.min > f.scaling.max:
+            bad("scaling.min", "must not exceed scaling.max")
+        elif not f.scaling.min <= c <= f.scaling.max:
+            bad("count", f"must lie within scaling.min..scaling.max ({f.scaling.min}..{f.scaling.max})")
+
+    if f.image.tag is None and f.image.digest is None:
+        bad("image.tag", "pin the image: set a tag (not latest) or a digest")
+    elif f.image.tag == "latest" and f.image.digest is None and not f.image.allow_latest:
+        bad(
+            "image.tag",
+            "'latest' is not a pinned version; set a version tag or digest, or allow_latest: true to force it",
+        )
+
+    if f.service.port not in port_labels(f):
+        bad(
+            "service.port",
+            f"no port labelled {f.service.port!r} in the group network; use one of: {', '.join(port_labels(f))}",
+        )
+    if f.service.prometheus is not None and f.service.prometheus.port == f.htcondor.port:
+        bad("service.prometheus.port", "must differ from htcondor.port")
+
+    cv = f.cvmfs
+    if cv.mode == "fuse":
+        if not cv.repositories:
+            bad(
+                "cvmfs.repositories",
+                "fuse mode mounts only the repositories listed here; name at least one (such as grid.cern.ch)",
+            )
+        if cv.http_proxy is None:
+            bad("cvmfs.http_proxy", "fuse mode needs an HTTP proxy for CVMFS (a squid URL, or DIRECT)")
+    else:
+        for fuse_only in ("repositories", "http_proxy", "quota_limit"):
+            if fuse_only in cv.model_fields_set:
+                bad(f"cvmfs.{fuse_only}", "applies only to mode: fuse; with mode: bind the host mounts CVMFS")
+
+    if f.pool_auth is not None:
+        if f.pool_auth.source == "vault" and f.pool_auth.path is None:
+            bad("pool_auth.path", "source: vault needs the path of a KV v2 secret (such as kv/data/condor)")
+        if f.pool_auth.source != "vault" and f.pool_auth.vault_role is not None:
+            bad("pool_auth.vault_role", "applies only to source: vault")
+
+    h = f.health
+    if h.interval < timedelta(seconds=1):
+        bad("health.interval", "Nomad rejects check intervals below 1s")
+    if h.timeout < timedelta(seconds=1):
+        bad("health.timeout", "Nomad rejects check timeouts below 1s")
+
+    r = f.resources
+    if (r.cores is None) == (r.cpu is None):
+        bad("resources.cores", "set exactly one of cores (whole cores) or cpu (MHz)")
+    if r.memory_max is not None and r.memory_max < r.memory:
+        bad("resources.memory_max", "must be at least resources.memory")
+    slots = f.htcondor.slots
+    if slots.cores is not None and r.cores is not None and slots.cores > r.cores:
+        bad("htcondor.slots.cores", "the slots cannot have more cores than the container reserves (resources.cores)")
+    if slots.memory is not None and slots.memory > (r.memory_max or r.memory):
+        bad("htcondor.slots.memory", "the slots cannot have more memory than the container may use")
+
+    lifespan = f.lifespan
+    cap = site.nomad.max_kill_timeout
+    if lifespan.kill_timeout > cap:
+        bad(
+            "lifespan.kill_timeout",
+            f"Nomad silently caps it at the clients' max_kill_timeout ({duration_text(cap)}); "
+            "lower it, or raise nomad.max_kill_timeout if your clients allow more",
+        )
+    if lifespan.retirement is not None and lifespan.max_age is None and lifespan.idle_shutdown is None:
+        bad("lifespan.retirement", "applies when the worker expires by itself; set max_age or idle_shutdown too")
+    if f.kind == "batch" and lifespan.max_age is None and lifespan.idle_shutdown is None:
+        bad("lifespan", "an ephemeral (batch) worker must expire by itself: set max_age or idle_shutdown")
+    return out

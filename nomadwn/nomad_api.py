@@ -1,0 +1,267 @@
+"""Typed structs of Nomad's HTTP job API, named exactly as Nomad names them.
+
+Nomad's JSON decoder silently drops fields it does not know, so a misspelled key
+is a silent bug. These models use Nomad's own Go field names (from its ``api``
+package: ``api/jobs.go``, ``api/tasks.go``, ``api/services.go``,
+``api/resources.go``), forbid anything else, and hold durations as integer
+nanoseconds, as the API requires. ``None`` means "leave it to Nomad's default" and
+is left out of the JSON.
+
+The field names are Go's, not Python's, on purpose: this module *is* the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ApiStruct(BaseModel):
+    """Base of every API struct: Nomad's field names only, no extras."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Constraint(ApiStruct):
+    """``api.Constraint``."""
+
+    LTarget: str
+    RTarget: str
+    Operand: str
+
+
+class SpreadTarget(ApiStruct):
+    """``api.SpreadTarget``."""
+
+    Value: str
+    Percent: int
+
+
+_SpreadTarget = SpreadTarget  # fields below are named like this struct
+
+
+class Spread(ApiStruct):
+    """``api.Spread``."""
+
+    Attribute: str
+    Weight: int
+    SpreadTarget: list[_SpreadTarget] | None = None
+
+
+class UpdateStrategy(ApiStruct):
+    """``api.UpdateStrategy`` (durations in ns)."""
+
+    Stagger: int
+    MaxParallel: int
+    HealthCheck: str
+    MinHealthyTime: int
+    HealthyDeadline: int
+    ProgressDeadline: int
+    AutoRevert: bool
+    AutoPromote: bool
+    Canary: int
+
+
+class CheckRestart(ApiStruct):
+    """``api.CheckRestart`` (Grace in ns)."""
+
+    Limit: int
+    Grace: int
+    IgnoreWarnings: bool
+
+
+_CheckRestart = CheckRestart  # fields below are named like this struct
+
+
+class ServiceCheck(ApiStruct):
+    """``api.ServiceCheck``: here always a script check run inside the task."""
+
+    Name: str
+    Type: Literal["script"]
+    Command: str
+    Args: list[str]
+    Interval: int
+    Timeout: int
+    CheckRestart: _CheckRestart | None = None
+
+
+class Service(ApiStruct):
+    """``api.Service``; ``PortLabel`` is what HCL calls ``port``."""
+
+    Name: str
+    PortLabel: str
+    Provider: Literal["consul"]
+    Tags: list[str]
+    Meta: dict[str, str] | None = None
+    Checks: list[ServiceCheck]
+
+
+class Template(ApiStruct):
+    """``api.Template``; HCL's ``data`` and ``destination`` are ``EmbeddedTmpl`` and ``DestPath``."""
+
+    EmbeddedTmpl: str
+    DestPath: str
+    ChangeMode: str
+    Perms: str
+
+
+class Resources(ApiStruct):
+    """``api.Resources``; HCL's ``memory`` is ``MemoryMB``."""
+
+    CPU: int | None = None
+    Cores: int | None = None
+    MemoryMB: int
+    MemoryMaxMB: int | None = None
+
+
+_Resources = Resources  # fields below are named like this struct
+
+
+class LogConfig(ApiStruct):
+    """``api.LogConfig``; HCL's ``logs { max_file_size }`` is ``MaxFileSizeMB``."""
+
+    MaxFiles: int
+    MaxFileSizeMB: int
+
+
+_LogConfig = LogConfig  # fields below are named like this struct
+
+
+class VolumeMount(ApiStruct):
+    """``api.VolumeMount``."""
+
+    Volume: str
+    Destination: str
+    ReadOnly: bool
+    PropagationMode: str
+
+
+class Vault(ApiStruct):
+    """``api.Vault`` (workload identity: a role, no policies)."""
+
+    Role: str | None = None
+    ChangeMode: str
+
+
+_Vault = Vault  # fields below are named like this struct
+
+
+class Task(ApiStruct):
+    """``api.Task`` (KillTimeout in ns)."""
+
+    Name: str
+    Driver: Literal["docker"]
+    Config: dict[str, Any]
+    Env: dict[str, str] | None = None
+    Services: list[Service]
+    Templates: list[Template]
+    Resources: _Resources
+    LogConfig: _LogConfig
+    KillSignal: str
+    KillTimeout: int
+    VolumeMounts: list[VolumeMount] | None = None
+    Vault: _Vault | None = None
+
+
+class Port(ApiStruct):
+    """``api.Port``: ``Value`` is a static host port, ``To`` the port inside the task."""
+
+    Label: str
+    Value: int | None = None
+    To: int | None = None
+
+
+class NetworkResource(ApiStruct):
+    """``api.NetworkResource`` with the group's port labels."""
+
+    ReservedPorts: list[Port] | None = None
+    DynamicPorts: list[Port] | None = None
+
+
+class VolumeRequest(ApiStruct):
+    """``api.VolumeRequest`` (a group's ``volume`` block; the map key is its name)."""
+
+    Name: str
+    Type: Literal["host"]
+    Source: str
+    ReadOnly: bool
+
+
+class RestartPolicy(ApiStruct):
+    """``api.RestartPolicy`` (durations in ns)."""
+
+    Attempts: int
+    Interval: int
+    Delay: int
+    Mode: str
+
+
+_RestartPolicy = RestartPolicy  # fields below are named like this struct
+
+
+class ReschedulePolicy(ApiStruct):
+    """``api.ReschedulePolicy`` (durations in ns)."""
+
+    Attempts: int
+    Interval: int
+    Delay: int
+    DelayFunction: str
+    MaxDelay: int
+    Unlimited: bool
+
+
+_ReschedulePolicy = ReschedulePolicy  # fields below are named like this struct
+
+
+class EphemeralDisk(ApiStruct):
+    """``api.EphemeralDisk``; HCL's ``size`` is ``SizeMB``."""
+
+    SizeMB: int
+
+
+_EphemeralDisk = EphemeralDisk  # fields below are named like this struct
+
+
+class ScalingPolicy(ApiStruct):
+    """``api.ScalingPolicy`` for a group's horizontal count."""
+
+    Min: int
+    Max: int
+    Enabled: bool
+
+
+class TaskGroup(ApiStruct):
+    """``api.TaskGroup``."""
+
+    Name: str
+    Count: int | None = None
+    Networks: list[NetworkResource]
+    Volumes: dict[str, VolumeRequest] | None = None
+    RestartPolicy: _RestartPolicy
+    ReschedulePolicy: _ReschedulePolicy | None = None
+    EphemeralDisk: _EphemeralDisk
+    Scaling: ScalingPolicy | None = None
+    Tasks: list[Task]
+
+
+class Job(ApiStruct):
+    """``api.Job``: one worker flavour."""
+
+    ID: str
+    Name: str
+    Type: Literal["system", "service", "batch"]
+    Region: str
+    Namespace: str
+    Datacenters: list[str]
+    NodePool: str
+    Priority: int
+    Constraints: list[Constraint] | None = None
+    Spreads: list[Spread] | None = None
+    Update: UpdateStrategy | None = None
+    Meta: dict[str, str] | None = None
+    TaskGroups: list[TaskGroup]
+
+    def body(self) -> dict[str, Any]:
+        """The request body for ``POST /v1/jobs``: ``{"Job": {...}}`` without unset fields."""
+        return {"Job": self.model_dump(exclude_none=True)}

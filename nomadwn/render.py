@@ -1,0 +1,337 @@
+"""Turn a site model into Nomad jobs: HCL for review, JSON for the HTTP API.
+
+Pure apart from :func:`write_jobspecs` and :func:`check_jobspecs`, which read and
+write ``jobspecs/``. The flow is one way::
+
+    Site --build_job--> nomad_api.Job --model_dump--> JSON body {"Job": {...}}
+                             |
+                             +--templates/job.nomad.hcl.j2--> HCL jobspec
+
+Everything derived (ports, mounts, the container's own files) is computed once, in
+:func:`build_job`; the template only spells the typed job in HCL. A test parses
+the HCL back and checks that it maps to the same JSON, field by field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+
+from nomadwn import hcl
+from nomadwn import nomad_api as api
+from nomadwn.autopilot import template_files
+from nomadwn.errors import RenderError
+from nomadwn.model import Flavour, Site, count, port_labels, static_port
+from nomadwn.resources import shipped_dir
+from nomadwn.units import duration_ns, duration_text, format_duration
+
+Format = Literal["hcl", "json", "both"]
+GROUP = "worker"
+TASK = "condor"
+
+
+def _ns(value: Any) -> int:
+    return duration_ns(value)
+
+
+def _constraints(f: Flavour) -> list[api.Constraint] | None:
+    out = [api.Constraint(LTarget=c.attribute, RTarget=c.value, Operand=c.operator) for c in f.placement.constraints]
+    return out or None
+
+
+def _spreads(f: Flavour) -> list[api.Spread] | None:
+    out = [
+        api.Spread(
+            Attribute=s.attribute,
+            Weight=s.weight,
+            SpreadTarget=[api.SpreadTarget(Value=t.value, Percent=t.percent) for t in s.targets] or None,
+        )
+        for s in f.placement.spreads
+    ]
+    return out or None
+
+
+def _update(f: Flavour) -> api.UpdateStrategy | None:
+    u = f.update
+    if u is None:
+        return None
+    return api.UpdateStrategy(
+        Stagger=_ns(u.stagger),
+        MaxParallel=u.max_parallel,
+        HealthCheck=u.health_check,
+        MinHealthyTime=_ns(u.min_healthy_time),
+        HealthyDeadline=_ns(u.healthy_deadline),
+        ProgressDeadline=_ns(u.progress_deadline),
+        AutoRevert=u.auto_revert,
+        AutoPromote=u.auto_promote,
+        Canary=u.canary,
+    )
+
+
+def _network(f: Flavour) -> api.NetworkResource:
+    condor = f.htcondor.port
+    ports: dict[str, int] = {"condor": condor}
+    if f.service.prometheus is not None:
+        ports["metrics"] = f.service.prometheus.port
+    assert list(ports) == port_labels(f)
+    if static_port(f):
+        return api.NetworkResource(
+            ReservedPorts=[api.Port(Label="condor", Value=condor, To=condor)],
+            DynamicPorts=[api.Port(Label=k, To=v) for k, v in ports.items() if k != "condor"] or None,
+        )
+    return api.NetworkResource(DynamicPorts=[api.Port(Label=k, To=v) for k, v in ports.items()])
+
+
+def _service(f: Flavour) -> api.Service:
+    s = f.service
+    h = f.health
+    meta = dict(s.meta)
+    if s.prometheus is not None:
+        # Hints for Prometheus' Consul service discovery (relabel on __meta_consul_service_metadata_*).
+        meta.update(prometheus_scrape="true", prometheus_port_label="metrics", prometheus_path=s.prometheus.path)
+    restart = h.check_restart
+    check = api.ServiceCheck(
+        Name="startd",
+        Type="script",
+        Command=h.command[0],
+        Args=h.command[1:],
+        Interval=_ns(h.interval),
+        Timeout=_ns(h.timeout),
+        CheckRestart=(
+            api.CheckRestart(Limit=restart.limit, Grace=_ns(restart.grace), IgnoreWarnings=restart.ignore_warnings)
+            if restart is not None
+            else None
+        ),
+    )
+    return api.Service(
+        Name=s.name,
+        PortLabel=s.port,
+        Provider="consul",
+        Tags=list(s.tags),
+        Meta=dict(sorted(meta.items())) or None,
+        Checks=[check],
+    )
+
+
+def _docker_config(f: Flavour, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "image": f.image.reference,
+        "force_pull": f.image.pull == "always",
+        "image_pull_timeout": duration_text(f.image.pull_timeout),
+        "ports": port_labels(f),
+        "entrypoint": ["/bin/sh", "/local/nomadwn/start.sh"],
+    }
+    if f.cvmfs.mode == "fuse":
+        # The privilege an in-container CVMFS mount needs; `nomadwn validate` states it.
+        config["cap_add"] = ["SYS_ADMIN", "MKNOD"]
+        config["devices"] = [{"host_path": "/dev/fuse", "container_path": "/dev/fuse"}]
+    if mounts:
+        config["mount"] = mounts
+    return config
+
+
+def build_job(site: Site, name: str) -> api.Job:
+    """The typed Nomad API job for flavour ``name`` of ``site``."""
+    f = site.flavours[name]
+    files = template_files(site, name)
+    mounts: list[dict[str, Any]] = [
+        {"type": "bind", "source": t.destination, "target": t.mount_at, "readonly": True} for t in files if t.mount_at
+    ]
+    volumes: dict[str, api.VolumeRequest] | None = None
+    volume_mounts: list[api.VolumeMount] | None = None
+    if f.cvmfs.mode == "bind":
+        if f.cvmfs.host_volume is not None:
+            volumes = {"cvmfs": api.VolumeRequest(Name="cvmfs", Type="host", Source=f.cvmfs.host_volume, ReadOnly=True)}
+            volume_mounts = [
+                api.VolumeMount(Volume="cvmfs", Destination="/cvmfs", ReadOnly=True, PropagationMode="host-to-task")
+            ]
+        else:
+            mounts.append({"type": "bind", "source": f.cvmfs.host_path, "target": "/cvmfs", "readonly": True})
+    r = f.resources
+    auth = f.pool_auth
+    vault = api.Vault(Role=auth.vault_role, ChangeMode="restart") if auth and auth.source == "vault" else None
+    task = api.Task(
+        Name=TASK,
+        Driver="docker",
+        Config=_docker_config(f, mounts),
+        Env=dict(sorted(f.env.items())) or None,
+        Services=[_service(f)],
+        Templates=[
+            api.Template(EmbeddedTmpl=t.text, DestPath=t.destination, ChangeMode=t.change_mode, Perms=t.perms)
+            for t in files
+        ],
+        Resources=api.Resources(CPU=r.cpu, Cores=r.cores, MemoryMB=r.memory, MemoryMaxMB=r.memory_max),
+        LogConfig=api.LogConfig(MaxFiles=f.logs.max_files, MaxFileSizeMB=f.logs.max_file_size),
+        KillSignal=f.lifespan.kill_signal,
+        KillTimeout=_ns(f.lifespan.kill_timeout),
+        VolumeMounts=volume_mounts,
+        Vault=vault,
+    )
+    rs = f.restart
+    rp = f.reschedule
+    group = api.TaskGroup(
+        Name=GROUP,
+        Count=count(f),
+        Networks=[_network(f)],
+        Volumes=volumes,
+        RestartPolicy=api.RestartPolicy(
+            Attempts=rs.attempts, Interval=_ns(rs.interval), Delay=_ns(rs.delay), Mode=rs.mode
+        ),
+        ReschedulePolicy=(
+            api.ReschedulePolicy(
+                Attempts=rp.attempts,
+                Interval=_ns(rp.interval),
+                Delay=_ns(rp.delay),
+                DelayFunction=rp.delay_function,
+                MaxDelay=_ns(rp.max_delay),
+                Unlimited=rp.unlimited,
+            )
+            if rp is not None
+            else None
+        ),
+        EphemeralDisk=api.EphemeralDisk(SizeMB=r.disk),
+        Scaling=(
+            api.ScalingPolicy(Min=f.scaling.min, Max=f.scaling.max, Enabled=f.scaling.enabled) if f.scaling else None
+        ),
+        Tasks=[task],
+    )
+    p = f.placement
+    meta = {"nomadwn_site": site.name, "nomadwn_flavour": name, **f.meta}
+    return api.Job(
+        ID=site.job_id(name),
+        Name=site.job_id(name),
+        Type=f.kind,
+        Region=p.region,
+        Namespace=p.namespace,
+        Datacenters=list(p.datacenters),
+        NodePool=p.node_pool,
+        Priority=p.priority,
+        Constraints=_constraints(f),
+        Spreads=_spreads(f),
+        Update=_update(f),
+        Meta=dict(sorted(meta.items())),
+        TaskGroups=[group],
+    )
+
+
+def privileges(flavour: Flavour) -> list[str]:
+    """Plain-words statements of the elevated privileges a flavour's container gets."""
+    if flavour.cvmfs.mode != "fuse":
+        return []
+    return [
+        "CVMFS fuse mode: the container gets capabilities SYS_ADMIN and MKNOD and the device /dev/fuse; "
+        "the docker plugin on the clients must allow them (allow_caps)."
+    ]
+
+
+# ---------------------------------------------------------------------------
+# HCL
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(shipped_dir("templates")),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - HCL, not HTML: every value goes through an hcl.* filter
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        q=hcl.string,
+        key=hcl.key,
+        heredoc=hcl.heredoc,
+        bool=hcl.boolean,
+        num=hcl.number,
+        dur=lambda ns: hcl.string(format_duration(ns)),
+        value=hcl.value,
+    )
+    return env
+
+
+def render_hcl(site: Site, name: str, job: api.Job | None = None) -> str:
+    """The HCL jobspec of flavour ``name``."""
+    job = job or build_job(site, name)
+    try:
+        template = _environment().get_template("job.nomad.hcl.j2")
+        return template.render(job=job, site=site.name, flavour=name, privileges=privileges(site.flavours[name]))
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"rendering flavour {name}: template error: {exc}") from exc
+
+
+def render_json(job: api.Job) -> str:
+    """The JSON body for Nomad's ``POST /v1/jobs``, byte-stable."""
+    return json.dumps(job.body(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """One flavour rendered both ways."""
+
+    flavour: str
+    job: api.Job
+    hcl: str
+    json: str
+
+
+def render_site(site: Site) -> list[RenderedJob]:
+    """Every flavour of a site, in the order the site file lists them."""
+    out = []
+    for name in site.flavours:
+        job = build_job(site, name)
+        out.append(RenderedJob(flavour=name, job=job, hcl=render_hcl(site, name, job), json=render_json(job)))
+    return out
+
+
+def jobspec_files(site: Site, out_dir: Path, fmt: Format = "both") -> dict[Path, str]:
+    """The files ``render`` writes: ``<out_dir>/<site>/<flavour>.nomad.hcl`` and ``.json``."""
+    files: dict[Path, str] = {}
+    for rendered in render_site(site):
+        base = out_dir / site.name / rendered.flavour
+        if fmt in ("hcl", "both"):
+            files[base.with_name(f"{rendered.flavour}.nomad.hcl")] = rendered.hcl
+        if fmt in ("json", "both"):
+            files[base.with_name(f"{rendered.flavour}.json")] = rendered.json
+    return files
+
+
+def write_jobspecs(files: dict[Path, str]) -> list[Path]:
+    """Write rendered files, returning those whose content changed."""
+    changed = []
+    for path, text in files.items():
+        try:
+            if path.exists() and path.read_text(encoding="utf-8") == text:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise RenderError(f"cannot write {path}: {exc.strerror}; check the --out directory") from exc
+        changed.append(path)
+    return changed
+
+
+def stale_jobspecs(files: dict[Path, str]) -> dict[Path, str]:
+    """For each committed file that differs from a fresh render, a unified diff (empty dict: all fresh)."""
+    diffs: dict[Path, str] = {}
+    for path, text in files.items():
+        try:
+            current = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = ""
+        except OSError as exc:
+            raise RenderError(f"cannot read {path}: {exc.strerror}") from exc
+        if current != text:
+            diffs[path] = "".join(
+                difflib.unified_diff(
+                    current.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    fromfile=f"{path} (committed)",
+                    tofile=f"{path} (rendered)",
+                )
+            )
+    return diffs

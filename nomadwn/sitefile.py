@@ -1,0 +1,235 @@
+"""Read a site file (YAML) into a validated :class:`~nomadwn.model.Site`.
+
+The steps, each of which may reject the file with a :class:`ConfigError` that names
+the dotted path of every bad field:
+
+1. parse the YAML (duplicate keys are an error, not a silent overwrite);
+2. refuse inline secrets anywhere in the file (an IDTOKEN, a PEM key, a
+   password-like key with a literal value): secrets belong in a Nomad Variable or
+   Vault, referenced by ``pool_auth``;
+3. merge ``defaults`` into each flavour (mappings merge key by key, anything else
+   replaces; a mapping whose ``mode`` differs from the default's replaces it whole);
+4. validate with pydantic, then the cross-field rules in :func:`flavour_problems`.
+
+Error messages never repeat a value from the file, so a secret pasted into the
+wrong field cannot leak through an error.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from nomadwn.errors import ConfigError, FieldProblem
+from nomadwn.model import Flavour, Site, flavour_problems
+
+_TOP_KEYS = {"name", "nomad", "defaults", "flavours"}
+
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_PEM_RE = re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|TOKEN)-----")
+_SECRET_KEY_RE = re.compile(r"(?i)(token|passw|secret|credential|api[_-]?key|private[_-]?key)")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _dotted(parts: tuple[int | str, ...] | list[int | str]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def find_inline_secrets(data: Any, path: tuple[int | str, ...] = ()) -> list[FieldProblem]:
+    """Every place in raw site data that holds what looks like a secret value."""
+    found: list[FieldProblem] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            sub = (*path, str(key))
+            if (
+                isinstance(value, str)
+                and value
+                and _SECRET_KEY_RE.search(str(key))
+                and not value.startswith(("/", "$("))
+            ):
+                found.append(
+                    FieldProblem(
+                        _dotted(sub),
+                        "looks like an inline secret; put it in a Nomad Variable or Vault "
+                        "and reference it with pool_auth",
+                    )
+                )
+            else:
+                found += find_inline_secrets(value, sub)
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found += find_inline_secrets(item, (*path, i))
+    elif isinstance(data, str) and (_JWT_RE.search(data) or _PEM_RE.search(data)):
+        found.append(
+            FieldProblem(
+                _dotted(path),
+                "contains a token or private key; secrets never go in a site file: store it in a Nomad Variable "
+                "or Vault and reference it with pool_auth",
+            )
+        )
+    return found
+
+
+def merge(defaults: Any, override: Any) -> Any:
+    """Deep-merge ``override`` onto ``defaults`` (see the module docstring for the rules)."""
+    if not isinstance(defaults, dict) or not isinstance(override, dict):
+        return override
+    if "mode" in override and "mode" in defaults and override["mode"] != defaults["mode"]:
+        return override
+    merged = dict(defaults)
+    for key, value in override.items():
+        merged[key] = merge(defaults[key], value) if key in defaults else value
+    return merged
+
+
+def _has_path(data: Any, parts: tuple[int | str, ...]) -> bool:
+    for part in parts:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if in_dict or in_list:
+            data = data[part]
+        else:
+            return False
+    return True
+
+
+def _describe(error: Any) -> str:
+    """A pydantic error's message, without the offending value."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; check the spelling against the configuration reference (nomadwn init writes an example)"
+    if kind == "missing":
+        return "required, but missing"
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    got = type(error.get("input")).__name__
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        message += f" (got {'null' if got == 'NoneType' else got})"
+    return message
+
+
+def _problems_from(exc: ValidationError, locate: Any) -> list[FieldProblem]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        problems.append(FieldProblem(locate(loc), _describe(error)))
+    return problems
+
+
+def nfc(value: Any) -> Any:
+    """Normalise every string in raw data to Unicode NFC, as HCL does with its literals.
+
+    Without it a string could reach Nomad differently through the HCL and the JSON.
+    """
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {nfc(k): nfc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nfc(v) for v in value]
+    return value
+
+
+def parse_site(data: Any, source: str = "<site>") -> Site:
+    """Validate already-parsed site data (a dict from YAML) into a :class:`Site`."""
+    data = nfc(data)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, [FieldProblem("", "the site file must be a mapping with name, defaults and flavours")]
+        )
+    problems = find_inline_secrets(data)
+    if problems:
+        raise ConfigError(source, problems)
+    problems = [
+        FieldProblem(str(k), "unknown top-level key; use name, nomad, defaults, flavours")
+        for k in data
+        if k not in _TOP_KEYS
+    ]
+    defaults = data.get("defaults") or {}
+    flavours_raw = data.get("flavours")
+    if not isinstance(defaults, dict):
+        problems.append(FieldProblem("defaults", "must be a mapping of flavour settings"))
+        defaults = {}
+    if not isinstance(flavours_raw, dict) or not flavours_raw:
+        problems.append(
+            FieldProblem("flavours", "name at least one flavour, as a mapping from flavour name to its settings")
+        )
+        raise ConfigError(source, problems)
+
+    flavours: dict[str, Flavour] = {}
+    for name, raw in flavours_raw.items():
+        own = raw if isinstance(raw, dict) else {}
+        if raw is not None and not isinstance(raw, dict):
+            problems.append(FieldProblem(f"flavours.{name}", "must be a mapping of flavour settings"))
+            continue
+
+        def locate(loc: tuple[int | str, ...], name: str = str(name), own: dict[str, Any] = own) -> str:
+            if loc and not _has_path(own, loc) and _has_path(defaults, loc):
+                return f"defaults.{_dotted(loc)} (used by flavour {name})"
+            return _dotted(("flavours", name, *loc))
+
+        try:
+            flavours[str(name)] = Flavour.model_validate(merge(defaults, own))
+        except ValidationError as exc:
+            problems += _problems_from(exc, locate)
+    try:
+        site = Site.model_validate({"name": data.get("name"), "nomad": data.get("nomad") or {}, "flavours": flavours})
+    except ValidationError as exc:
+        problems += _problems_from(exc, _dotted)
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    for name in site.flavours:
+        problems += flavour_problems(site, name)
+    if problems:
+        raise ConfigError(source, problems)
+    return site
+
+
+def load_site(path: Path) -> Site:
+    """Read and validate a site file. Raises :class:`ConfigError` naming every bad field."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            source, [FieldProblem("", "no such file; nomadwn init PATH writes an example site file")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [FieldProblem("", f"cannot read the file ({exc.__class__.__name__})")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(source, [FieldProblem("", f"{where}{problem}")]) from None
+    return parse_site(data, source)
