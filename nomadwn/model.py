@@ -42,13 +42,15 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
-            raise ValueError(f"{what}; got {value!r}")
+            raise ValueError(what)  # the value is not echoed: it could be a pasted secret
         return value
 
     return AfterValidator(check)
 
 
 def _single_line(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
     if _CONTROL_RE.search(value):
         raise ValueError("must be one line without control characters (it is written into HTCondor's configuration)")
     return value
@@ -126,7 +128,7 @@ class Spread(Strict):
     """A Nomad ``spread`` block: spread allocations over the values of an attribute."""
 
     attribute: str
-    weight: Annotated[int, Field(ge=-100, le=100)] = 50
+    weight: Annotated[int, Field(ge=1, le=100)] = 50
     targets: list[SpreadTarget] = []
 
 
@@ -446,6 +448,8 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad("count", "a system job runs one worker per eligible node and takes no count; remove it")
         if f.reschedule is not None:
             bad("reschedule", "system jobs are not rescheduled by Nomad; remove it")
+        if f.placement.spreads:
+            bad("placement.spreads", "Nomad does not allow spread on system jobs; remove it")
         if f.update is not None and (f.update.canary or f.update.auto_promote):
             bad("update.canary", "system jobs do not support canaries; set canary: 0 and auto_promote: false")
     if f.update is not None:
@@ -454,13 +458,17 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad("update.auto_promote", "auto_promote needs canary of at least 1")
         if u.min_healthy_time >= u.healthy_deadline:
             bad("update.min_healthy_time", "must be shorter than healthy_deadline")
-        if u.progress_deadline != timedelta(0) and u.progress_deadline < u.healthy_deadline:
-            bad("update.progress_deadline", "must be at least healthy_deadline (or 0 to disable)")
+        if u.progress_deadline != timedelta(0) and u.progress_deadline <= u.healthy_deadline:
+            bad("update.progress_deadline", "must be longer than healthy_deadline (or 0 to disable)")
+        if u.stagger <= timedelta(0):
+            bad("update.stagger", "must be longer than 0s")
+        if f.kind == "service" and u.progress_deadline and f.lifespan.kill_timeout > u.progress_deadline:
+            bad("lifespan.kill_timeout", "Nomad requires it to be at most update.progress_deadline")
     if f.scaling is not None:
-        c = count(f) or 0
+        wanted = count(f) or 0
         if f.scaling.min > f.scaling.max:
             bad("scaling.min", "must not exceed scaling.max")
-        elif not f.scaling.min <= c <= f.scaling.max:
+        elif not f.scaling.min <= wanted <= f.scaling.max:
             bad("count", f"must lie within scaling.min..scaling.max ({f.scaling.min}..{f.scaling.max})")
 
     if f.image.tag is None and f.image.digest is None:
@@ -505,7 +513,47 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
     if h.timeout < timedelta(seconds=1):
         bad("health.timeout", "Nomad rejects check timeouts below 1s")
 
+    for i, c in enumerate(f.placement.constraints):
+        where = f"placement.constraints[{i}]"
+        if c.operator in ("is_set", "is_not_set"):
+            if c.value:
+                bad(f"{where}.value", f"operator {c.operator} takes no value; remove it")
+        elif c.operator not in ("distinct_hosts", "distinct_property") and not c.value:
+            bad(f"{where}.value", f"operator {c.operator!r} needs a value")
+        if c.operator != "distinct_hosts" and not c.attribute:
+            bad(f"{where}.attribute", "required for this operator")
+    for i, s in enumerate(f.placement.spreads):
+        values = [t.value for t in s.targets]
+        if sum(t.percent for t in s.targets) > 100:
+            bad(f"placement.spreads[{i}].targets", "the percents add up to more than 100")
+        if len(set(values)) != len(values):
+            bad(f"placement.spreads[{i}].targets", "each target value may appear only once")
+
+    rs = f.restart
+    if rs.attempts == 0 and rs.mode != "fail":
+        bad("restart.mode", "with attempts: 0 the mode must be fail (Nomad calls delay ambiguous)")
+    if rs.interval < timedelta(seconds=5):
+        bad("restart.interval", "Nomad requires at least 5s")
+    elif rs.delay * rs.attempts > rs.interval:
+        bad("restart.interval", "must fit attempts x delay")
+    rp = f.reschedule
+    if rp is not None and (rp.attempts > 0 or rp.unlimited):
+        if rp.attempts > 0 and rp.unlimited:
+            bad("reschedule.unlimited", "set either attempts (with an interval) or unlimited: true, not both")
+        if rp.delay < timedelta(seconds=5):
+            bad("reschedule.delay", "Nomad requires at least 5s")
+        if rp.delay_function != "constant" and rp.max_delay < max(rp.delay, timedelta(seconds=5)):
+            bad("reschedule.max_delay", "must be at least delay (and 5s)")
+        if not rp.unlimited and rp.interval < timedelta(seconds=15):
+            bad("reschedule.interval", "with a limited number of attempts Nomad needs an interval of at least 15s")
+
     r = f.resources
+    if r.memory < 10:
+        bad("resources.memory", "Nomad requires at least 10 MiB")
+    if r.disk < 10:
+        bad("resources.disk", "Nomad requires at least 10 MiB")
+    if f.logs.max_files * f.logs.max_file_size >= r.disk:
+        bad("logs", "max_files x max_file_size must be less than resources.disk (Nomad keeps logs on that disk)")
     if (r.cores is None) == (r.cpu is None):
         bad("resources.cores", "set exactly one of cores (whole cores) or cpu (MHz)")
     if r.memory_max is not None and r.memory_max < r.memory:

@@ -15,6 +15,7 @@ the HCL back and checks that it maps to the same JSON, field by field.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +234,9 @@ def privileges(flavour: Flavour) -> list[str]:
 # HCL
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    # Built once per process: compiling the template dominates the cost of a render.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(shipped_dir("templates")),
         undefined=jinja2.StrictUndefined,

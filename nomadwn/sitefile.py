@@ -136,12 +136,12 @@ def _describe(error: Any) -> str:
     return message
 
 
-def _problems_from(exc: ValidationError, locate: Any) -> list[FieldProblem]:
-    problems = []
-    for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        problems.append(FieldProblem(locate(loc), _describe(error)))
-    return problems
+def _errors(exc: ValidationError) -> list[tuple[tuple[int | str, ...], str]]:
+    """Each pydantic error as (location, message), without pydantic's internal location parts."""
+    return [
+        (tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))), _describe(e))
+        for e in exc.errors()
+    ]
 
 
 def nfc(value: Any) -> Any:
@@ -185,28 +185,30 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
         raise ConfigError(source, problems)
 
     flavours: dict[str, Flavour] = {}
+    # A bad default is reported once, naming every flavour it breaks.
+    from_defaults: dict[tuple[str, str], list[str]] = {}
     for name, raw in flavours_raw.items():
-        own = raw if isinstance(raw, dict) else {}
         if raw is not None and not isinstance(raw, dict):
             problems.append(FieldProblem(f"flavours.{name}", "must be a mapping of flavour settings"))
             continue
-
-        def locate(loc: tuple[int | str, ...], name: str = str(name), own: dict[str, Any] = own) -> str:
-            if loc and not _has_path(own, loc) and _has_path(defaults, loc):
-                return f"defaults.{_dotted(loc)} (used by flavour {name})"
-            return _dotted(("flavours", name, *loc))
-
+        own = raw or {}
         try:
             flavours[str(name)] = Flavour.model_validate(merge(defaults, own))
         except ValidationError as exc:
-            problems += _problems_from(exc, locate)
+            for loc, message in _errors(exc):
+                if loc and not _has_path(own, loc) and _has_path(defaults, loc):
+                    from_defaults.setdefault((f"defaults.{_dotted(loc)}", message), []).append(str(name))
+                else:
+                    problems.append(FieldProblem(_dotted(("flavours", name, *loc)), message))
+    for (path, message), names in from_defaults.items():
+        used_by = f"flavour {names[0]}" if len(names) == 1 else f"flavours {', '.join(names)}"
+        problems.append(FieldProblem(f"{path} (used by {used_by})", message))
+    if problems:
+        raise ConfigError(source, problems)
     try:
         site = Site.model_validate({"name": data.get("name"), "nomad": data.get("nomad") or {}, "flavours": flavours})
     except ValidationError as exc:
-        problems += _problems_from(exc, _dotted)
-        raise ConfigError(source, problems) from None
-    if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, [FieldProblem(_dotted(loc), msg) for loc, msg in _errors(exc)]) from None
     for name in site.flavours:
         problems += flavour_problems(site, name)
     if problems:

@@ -1,0 +1,241 @@
+# Worker flavour vaulted of site kitchen: rendered by nomadwn from the site file.
+# Do not edit by hand: change the site file and run `nomadwn render`.
+job "kitchen-vaulted" {
+  name        = "kitchen-vaulted"
+  type        = "service"
+  region      = "europe"
+  namespace   = "grid"
+  datacenters = ["dc1", "dc2"]
+  node_pool   = "workers"
+  priority    = 70
+
+  meta {
+    nomadwn_flavour = "vaulted"
+    nomadwn_site = "kitchen"
+    owner = "ops\tteam"
+  }
+
+  constraint {
+    attribute = "$${meta.rack}"
+    operator  = "regexp"
+    value     = "^r[0-9]+$"
+  }
+
+  constraint {
+    attribute = ""
+    operator  = "distinct_hosts"
+    value     = "true"
+  }
+
+  constraint {
+    attribute = "$${attr.unique.hostname}"
+    operator  = "is_set"
+    value     = ""
+  }
+
+  spread {
+    attribute = "$${node.datacenter}"
+    weight    = 80
+    target "dc1" {
+      percent = 60
+    }
+    target "dc2" {
+      percent = 40
+    }
+  }
+
+  update {
+    max_parallel      = 2
+    stagger           = "30s"
+    health_check      = "task_states"
+    min_healthy_time  = "10s"
+    healthy_deadline  = "5m"
+    progress_deadline = "10m"
+    auto_revert       = true
+    auto_promote      = false
+    canary            = 2
+  }
+
+  group "worker" {
+    count = 3
+
+    network {
+      port "condor" {
+        to = 9621
+      }
+      port "metrics" {
+        to = 9100
+      }
+    }
+
+    restart {
+      attempts = 5
+      interval = "1h"
+      delay    = "1m"
+      mode     = "delay"
+    }
+
+    reschedule {
+      attempts       = 3
+      interval       = "2h"
+      delay          = "1m"
+      delay_function = "fibonacci"
+      max_delay      = "30m"
+      unlimited      = false
+    }
+
+    ephemeral_disk {
+      size = 512
+    }
+
+    scaling {
+      enabled = true
+      min     = 1
+      max     = 9
+    }
+
+    task "condor" {
+      driver = "docker"
+
+      config {
+        image = "example/worker@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        force_pull = true
+        image_pull_timeout = "10m"
+        ports = ["condor", "metrics"]
+        entrypoint = ["/bin/sh", "/local/nomadwn/start.sh"]
+
+        mount {
+          type = "bind"
+          source = "local/nomadwn/99-nomadwn.conf"
+          target = "/etc/condor/config.d/99-nomadwn.conf"
+          readonly = true
+        }
+
+        mount {
+          type = "bind"
+          source = "/cvmfs"
+          target = "/cvmfs"
+          readonly = true
+        }
+      }
+
+      env {
+        GREETING = "say \"hi\" \\ $${NOMAD_ALLOC_ID} %%{if} {{ .x }}"
+        UNICODE = "Grüße, naïve café ✓"
+      }
+
+      kill_signal  = "SIGQUIT"
+      kill_timeout = "50s"
+
+      resources {
+        cpu        = 4000
+        memory     = 4096
+        memory_max = 6144
+      }
+
+      logs {
+        max_files     = 3
+        max_file_size = 20
+      }
+
+      vault {
+        role        = "condor-workers"
+        change_mode = "restart"
+      }
+
+      service {
+        name     = "condor-worker"
+        port     = "metrics"
+        provider = "consul"
+        tags     = ["a \"quoted\" tag", "back\\slash", "$${not.interpolated}", "%%{ if x }"]
+
+        meta {
+          prometheus_path = "/custom/metrics"
+          prometheus_port_label = "metrics"
+          prometheus_scrape = "true"
+          site_note = "line1\nline2"
+        }
+
+        check {
+          name     = "startd"
+          type     = "script"
+          command  = "/usr/local/bin/healthy"
+          args     = ["--quiet"]
+          interval = "30s"
+          timeout  = "10s"
+        }
+      }
+
+      template {
+        destination = "local/nomadwn/99-nomadwn.conf"
+        perms       = "0644"
+        change_mode = "restart"
+        data        = <<EOT
+# Rendered by nomadwn for flavour vaulted of site kitchen; Nomad writes it at container start.
+
+# --- pool
+CONDOR_HOST = cm1.example
+COLLECTOR_HOST = cm1.example:9618, cm2.example
+DAEMON_LIST = MASTER, STARTD
+USE_SHARED_PORT = True
+SHARED_PORT_PORT = 9621
+CCB_ADDRESS = ccb.example:9618
+
+# --- resources: the container's share, not the host's
+MEMORY = 6144
+NUM_SLOTS = 1
+NUM_SLOTS_TYPE_1 = 1
+SLOT_TYPE_1 = 100%
+SLOT_TYPE_1_PARTITIONABLE = True
+
+# --- unprivileged container: the container, not HTCondor, enforces limits
+BASE_CGROUP =
+DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
+
+# --- job policy
+START = (TARGET.RequestCpus <= 4 && Owner =!= "bad\user") && (TARGET.AcctGroup =?= "group_atlas.prod")
+
+# --- identity: match HTCondor slots to Nomad allocations
+NomadAllocId = "$ENV(NOMAD_ALLOC_ID)"
+NomadJobId = "$ENV(NOMAD_JOB_ID)"
+NomadwnSite = "kitchen"
+NomadwnFlavour = "vaulted"
+STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
+
+# --- lifespan and shutdown
+MAXJOBRETIREMENTTIME = 3600
+STARTD_NOCLAIM_SHUTDOWN = 1800
+MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0
+SHUTDOWN_GRACEFUL_TIMEOUT = 45
+
+# --- pool authentication (the secret itself is rendered by Nomad into /secrets)
+SEC_PASSWORD_FILE = /secrets/condor/pool_password
+
+# --- site settings (htcondor.extra_config)
+STARTD_DEBUG = D_FULLDEBUG
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/start.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: the worker container's start-up.
+set -eu
+exec condor_master -f
+EOT
+      }
+
+      template {
+        destination = "secrets/condor/pool_password"
+        perms       = "0600"
+        change_mode = "restart"
+        data        = <<EOT
+{{ with secret "kv/data/condor/pool" }}{{ .Data.data.pool_password | base64Decode }}{{ end }}
+EOT
+      }
+    }
+  }
+}
