@@ -87,7 +87,11 @@ def condor_config(site: Site, name: str) -> str:
     knob("BASE_CGROUP", "")
     knob("DISCARD_SESSION_KEYRING_ON_STARTUP", "FALSE")
     section("job policy")
-    start = f"({c.start})"
+    # The Glasgow image's drain switch: StartJobs = False stops new jobs, and the health
+    # check (condor_config_val -startd StartJobs) shows it without failing, so a drained
+    # worker is not restarted by check_restart while its payloads finish.
+    knob("StartJobs", "True")
+    start = f"($(StartJobs)) && ({c.start})"
     if c.accounting_group:
         start += f" && (TARGET.AcctGroup =?= {_classad_string(c.accounting_group)})"
     knob("START", start)
@@ -101,18 +105,28 @@ def condor_config(site: Site, name: str) -> str:
     knob("STARTD_ATTRS", "$(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour")
     section("lifespan and shutdown")
     life = f.lifespan
+    expires = life.max_age is not None or life.idle_shutdown is not None
+    if expires:
+        # HTCondor evaluates the rules below once per update interval (default 300 s).
+        knob("UPDATE_INTERVAL", duration_seconds(life.check_interval))
+        knob("MASTER_UPDATE_INTERVAL", duration_seconds(life.check_interval))
     if life.retirement is not None:
         knob("MAXJOBRETIREMENTTIME", duration_seconds(life.retirement))
+        # The startd's own graceful shutdown must outlast the retirement it grants.
+        knob("STARTD.SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(life.retirement) + 300)
     if life.idle_shutdown is not None:
         knob("STARTD_NOCLAIM_SHUTDOWN", duration_seconds(life.idle_shutdown))
     if life.max_age is not None:
+        # The age counts from start.sh's NOMADWN_START_TIME: DaemonStartTime is not in the
+        # ad the startd evaluates DAEMON_SHUTDOWN against, so it cannot be used here.
+        knob("NOMADWN_START_TIME", "$ENV(NOMADWN_START_TIME)")
         knob("NOMADWN_MAX_AGE", duration_seconds(life.max_age))
-        knob("STARTD.DAEMON_SHUTDOWN", "(time() - DaemonStartTime) > $(NOMADWN_MAX_AGE)")
-    if life.max_age is not None or life.idle_shutdown is not None:
+        knob("STARTD.DAEMON_SHUTDOWN", "(time() - $(NOMADWN_START_TIME)) > $(NOMADWN_MAX_AGE)")
+    if expires:
         # When the startd has gone, the master (the container's main process) follows.
         knob("MASTER.DAEMON_SHUTDOWN", "STARTD_StartTime =?= 0")
-    # Finish a graceful shutdown before Nomad's kill_timeout runs out and SIGKILL lands.
-    knob("SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(shutdown_graceful_timeout(f)))
+    # When Nomad stops the worker, finish before kill_timeout runs out and SIGKILL lands.
+    knob("MASTER.SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(shutdown_graceful_timeout(f)))
     if f.pool_auth is not None:
         section("pool authentication (the secret itself is rendered by Nomad into /secrets)")
         if f.pool_auth.method == "idtoken":
@@ -126,8 +140,18 @@ def condor_config(site: Site, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+EXPIRED_EXIT_CODE = 99
+"""How condor_master exits after a DAEMON_SHUTDOWN rule ended it: the worker's lifespan is over."""
+
+
 def start_script(flavour: Flavour) -> str:
-    """The container's entrypoint: mount CVMFS in fuse mode, then run the master in the foreground."""
+    """The container's entrypoint: mount CVMFS (fuse mode) and run condor_master.
+
+    The master runs as a child so that the script can (a) stamp the start time the
+    max_age rule counts from, (b) pass Nomad's stop signal on (SIGTERM graceful,
+    SIGQUIT fast), and (c) exit 0 when the worker expired by itself, which the master
+    reports as 99: a batch worker that reached its lifespan has completed, not failed.
+    """
     lines = ["#!/bin/sh", "# Rendered by nomadwn: the worker container's start-up.", "set -eu"]
     if flavour.cvmfs.mode == "fuse":
         repos = " ".join(shlex.quote(repo) for repo in flavour.cvmfs.repositories)
@@ -137,7 +161,27 @@ def start_script(flavour: Flavour) -> str:
             '  mount -t cvmfs "$repo" "/cvmfs/$repo"',
             "done",
         ]
-    lines.append("exec condor_master -f")
+    lines += [
+        "NOMADWN_START_TIME=$(date +%s)",
+        "export NOMADWN_START_TIME",
+        "condor_master -f &",
+        "master=$!",
+        "for sig in TERM QUIT INT HUP; do",
+        '  trap "kill -$sig $master 2>/dev/null || true" "$sig"',
+        "done",
+        "status=0",
+        'wait "$master" || status=$?',
+        "# A trapped signal ends wait early; wait again until the master is really gone.",
+        'while kill -0 "$master" 2>/dev/null; do',
+        "  status=0",
+        '  wait "$master" || status=$?',
+        "done",
+        f'if [ "$status" -eq {EXPIRED_EXIT_CODE} ]; then',
+        '  echo "nomadwn: the worker reached the end of its lifespan" >&2',
+        "  exit 0",
+        "fi",
+        'exit "$status"',
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -274,6 +274,9 @@ class Lifespan(Strict):
     ``max_age``: the startd shuts itself down gracefully after this long, giving
     running jobs up to ``retirement``; ``idle_shutdown``: the startd shuts down after
     this long unclaimed. Either ends the container, so the worker expires by itself.
+    ``check_interval``: how often the startd and master evaluate those rules
+    (HTCondor's ``UPDATE_INTERVAL``/``MASTER_UPDATE_INTERVAL``, 300 s by default,
+    which would make a worker outlive its lifespan by up to 5 minutes).
     ``kill_signal``/``kill_timeout`` are what Nomad sends when *it* stops the worker;
     Nomad caps ``kill_timeout`` at the client's ``max_kill_timeout``.
     """
@@ -281,6 +284,7 @@ class Lifespan(Strict):
     max_age: Duration | None = None
     idle_shutdown: Duration | None = None
     retirement: Duration | None = None
+    check_interval: Duration = timedelta(seconds=60)
     kill_signal: Literal["SIGTERM", "SIGQUIT"] = "SIGTERM"
     kill_timeout: Duration = timedelta(seconds=30)
 
@@ -412,6 +416,16 @@ def port_labels(flavour: Flavour) -> list[str]:
     return labels
 
 
+def service_meta(flavour: Flavour) -> dict[str, str]:
+    """The Consul service meta: the site's own, plus Prometheus scrape hints when asked for."""
+    s = flavour.service
+    meta = dict(s.meta)
+    if s.prometheus is not None:
+        # Hints for Prometheus' Consul service discovery (relabel on __meta_consul_service_metadata_*).
+        meta.update(prometheus_scrape="true", prometheus_port_label="metrics", prometheus_path=s.prometheus.path)
+    return dict(sorted(meta.items()))
+
+
 def count(flavour: Flavour) -> int | None:
     """The group count Nomad gets: none for system jobs, else ``count`` (default 1)."""
     if flavour.kind == "system":
@@ -484,6 +498,17 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             "service.port",
             f"no port labelled {f.service.port!r} in the group network; use one of: {', '.join(port_labels(f))}",
         )
+    # Consul refuses these registrations with HTTP 400 (checked against a real agent).
+    meta = service_meta(f)
+    for key in f.service.meta:
+        if key.lower().startswith("consul-"):
+            bad(f"service.meta.{key}", "Consul reserves keys starting with 'consul-'; rename it")
+        if len(f.service.meta[key]) > 512:
+            bad(f"service.meta.{key}", "Consul allows at most 512 characters in a meta value")
+    if len(meta) > 64:
+        bad("service.meta", f"Consul allows at most 64 meta pairs; this service would have {len(meta)}")
+    if f.lifespan.check_interval < timedelta(seconds=1):
+        bad("lifespan.check_interval", "must be at least 1s")
     if f.service.prometheus is not None and f.service.prometheus.port == f.htcondor.port:
         bad("service.prometheus.port", "must differ from htcondor.port")
 

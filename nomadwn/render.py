@@ -27,7 +27,7 @@ from nomadwn import hcl
 from nomadwn import nomad_api as api
 from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
-from nomadwn.model import Flavour, Site, count, port_labels, static_port
+from nomadwn.model import Flavour, Site, count, port_labels, service_meta, static_port
 from nomadwn.resources import shipped_dir
 from nomadwn.units import duration_ns, duration_text, format_duration
 
@@ -91,10 +91,7 @@ def _network(f: Flavour) -> api.NetworkResource:
 def _service(f: Flavour) -> api.Service:
     s = f.service
     h = f.health
-    meta = dict(s.meta)
-    if s.prometheus is not None:
-        # Hints for Prometheus' Consul service discovery (relabel on __meta_consul_service_metadata_*).
-        meta.update(prometheus_scrape="true", prometheus_port_label="metrics", prometheus_path=s.prometheus.path)
+    meta = service_meta(f)
     restart = h.check_restart
     check = api.ServiceCheck(
         Name="startd",
@@ -114,7 +111,7 @@ def _service(f: Flavour) -> api.Service:
         PortLabel=s.port,
         Provider="consul",
         Tags=list(s.tags),
-        Meta=dict(sorted(meta.items())) or None,
+        Meta=meta or None,
         Checks=[check],
     )
 

@@ -131,7 +131,12 @@ def test_worker_config_carries_the_paper_settings_and_lifespan() -> None:
         "STARTD_NOCLAIM_SHUTDOWN = 1200",
         "MAXJOBRETIREMENTTIME = 7200",
         "NOMADWN_MAX_AGE = 43200",
-        "SHUTDOWN_GRACEFUL_TIMEOUT = 25",
+        "MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25",
+        "STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 7500",
+        "UPDATE_INTERVAL = 60",
+        "STARTD.DAEMON_SHUTDOWN = (time() - $(NOMADWN_START_TIME)) > $(NOMADWN_MAX_AGE)",
+        "StartJobs = True",
+        "START = ($(StartJobs)) && (True)",
         "USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh",
     ):
         assert line in conf.splitlines()
@@ -140,6 +145,18 @@ def test_worker_config_carries_the_paper_settings_and_lifespan() -> None:
         '{{ with nomadVar "nomad/jobs/glasgow-ephemeral" }}{{ .token }}{{ end }}\n'
     ]
     assert secret[0].Perms == "0600"
+
+
+def test_start_script_stamps_start_time_and_maps_expiry_to_success() -> None:
+    site = load_site(SITES[0])
+    script = build_job(site, "cntwn").TaskGroups[0].Tasks[0].Templates[1]
+    assert script.DestPath == "local/nomadwn/start.sh"
+    lines = script.EmbeddedTmpl.splitlines()
+    assert "export NOMADWN_START_TIME" in lines
+    assert 'if [ "$status" -eq 99 ]; then' in lines
+    assert "mount -t cvmfs" not in script.EmbeddedTmpl  # bind mode: the host mounts CVMFS
+    fuse = build_job(site, "ephemeral").TaskGroups[0].Tasks[0].Templates[1].EmbeddedTmpl
+    assert "for repo in grid.cern.ch atlas.cern.ch cms.cern.ch; do" in fuse
 
 
 def test_no_secret_material_in_rendered_jobs() -> None:

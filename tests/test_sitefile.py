@@ -163,6 +163,21 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
         ["flavours.ephemeral.restart.mode: with attempts: 0 the mode must be fail (Nomad calls delay ambiguous)"],
     ),
     (
+        "consul-reserved-meta-key",
+        _set("flavours.cntwn.service", {"meta": {"consul-owner": "ops"}}),
+        ["flavours.cntwn.service.meta.consul-owner: Consul reserves keys starting with 'consul-'; rename it"],
+    ),
+    (
+        "consul-meta-value-too-long",
+        _set("flavours.cntwn.service", {"meta": {"note": "x" * 513}}),
+        ["flavours.cntwn.service.meta.note: Consul allows at most 512 characters in a meta value"],
+    ),
+    (
+        "consul-too-many-meta-pairs",
+        _set("flavours.elastic.service.meta", {f"k{i}": "v" for i in range(62)}),
+        ["flavours.elastic.service.meta: Consul allows at most 64 meta pairs; this service would have 65"],
+    ),
+    (
         "unknown-top-level",
         _set("flavors", {}),
         ["flavors: unknown top-level key; use name, nomad, defaults, flavours"],

@@ -145,7 +145,8 @@ BASE_CGROUP =
 DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
 
 # --- job policy
-START = (True)
+StartJobs = True
+START = ($(StartJobs)) && (True)
 USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh
 
 # --- identity: match HTCondor slots to Nomad allocations
@@ -156,7 +157,7 @@ NomadwnFlavour = "cntwn"
 STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
 # --- lifespan and shutdown
-SHUTDOWN_GRACEFUL_TIMEOUT = 25
+MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
 SEC_TOKEN_DIRECTORY = /secrets/condor/tokens.d
@@ -171,7 +172,25 @@ EOT
 #!/bin/sh
 # Rendered by nomadwn: the worker container's start-up.
 set -eu
-exec condor_master -f
+NOMADWN_START_TIME=$(date +%s)
+export NOMADWN_START_TIME
+condor_master -f &
+master=$!
+for sig in TERM QUIT INT HUP; do
+  trap "kill -$sig $master 2>/dev/null || true" "$sig"
+done
+status=0
+wait "$master" || status=$?
+# A trapped signal ends wait early; wait again until the master is really gone.
+while kill -0 "$master" 2>/dev/null; do
+  status=0
+  wait "$master" || status=$?
+done
+if [ "$status" -eq 99 ]; then
+  echo "nomadwn: the worker reached the end of its lifespan" >&2
+  exit 0
+fi
+exit "$status"
 EOT
       }
 

@@ -131,7 +131,8 @@ BASE_CGROUP =
 DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
 
 # --- job policy
-START = (True)
+StartJobs = True
+START = ($(StartJobs)) && (True)
 USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh
 
 # --- identity: match HTCondor slots to Nomad allocations
@@ -142,12 +143,16 @@ NomadwnFlavour = "ephemeral"
 STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
 # --- lifespan and shutdown
+UPDATE_INTERVAL = 60
+MASTER_UPDATE_INTERVAL = 60
 MAXJOBRETIREMENTTIME = 7200
+STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 7500
 STARTD_NOCLAIM_SHUTDOWN = 1200
+NOMADWN_START_TIME = $ENV(NOMADWN_START_TIME)
 NOMADWN_MAX_AGE = 43200
-STARTD.DAEMON_SHUTDOWN = (time() - DaemonStartTime) > $(NOMADWN_MAX_AGE)
+STARTD.DAEMON_SHUTDOWN = (time() - $(NOMADWN_START_TIME)) > $(NOMADWN_MAX_AGE)
 MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0
-SHUTDOWN_GRACEFUL_TIMEOUT = 25
+MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
 SEC_TOKEN_DIRECTORY = /secrets/condor/tokens.d
@@ -166,7 +171,25 @@ for repo in grid.cern.ch atlas.cern.ch cms.cern.ch; do
   mkdir -p "/cvmfs/$repo"
   mount -t cvmfs "$repo" "/cvmfs/$repo"
 done
-exec condor_master -f
+NOMADWN_START_TIME=$(date +%s)
+export NOMADWN_START_TIME
+condor_master -f &
+master=$!
+for sig in TERM QUIT INT HUP; do
+  trap "kill -$sig $master 2>/dev/null || true" "$sig"
+done
+status=0
+wait "$master" || status=$?
+# A trapped signal ends wait early; wait again until the master is really gone.
+while kill -0 "$master" 2>/dev/null; do
+  status=0
+  wait "$master" || status=$?
+done
+if [ "$status" -eq 99 ]; then
+  echo "nomadwn: the worker reached the end of its lifespan" >&2
+  exit 0
+fi
+exit "$status"
 EOT
       }
 
