@@ -277,8 +277,7 @@ _CHROOT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 
 _CHROOT_SH: Final = 'mount -t proc -o nosuid,nodev,noexec proc "$1/proc" && exec chroot "$@"'
 
-_POOL_CONFIG: Final = """\
-# Written by tests/peers.py for one throw-away personal pool.
+_BASE_CONFIG: Final = """\
 RELEASE_DIR = /usr
 BIN = $(RELEASE_DIR)/bin
 SBIN = $(RELEASE_DIR)/sbin
@@ -299,16 +298,10 @@ LOCK = $(LOCAL_DIR)/lock
 RUN = $(LOCAL_DIR)/run
 CRED_STORE_DIR = $(LOCAL_DIR)/cred_dir
 
-DAEMON_LIST = MASTER, COLLECTOR, NEGOTIATOR, SCHEDD, STARTD
-CONDOR_HOST = 127.0.0.1
-COLLECTOR_HOST = 127.0.0.1:{collector_port}
-COLLECTOR_NAME = nomadwn-test-{pool_id}
-
-# Loopback only, no DNS, no shared port.
+# Loopback only, no DNS.
 NETWORK_INTERFACE = 127.0.0.1
 BIND_ALL_INTERFACES = False
 ENABLE_IPV6 = False
-USE_SHARED_PORT = False
 NO_DNS = True
 DEFAULT_DOMAIN_NAME = localdomain
 UID_DOMAIN = localdomain
@@ -316,9 +309,7 @@ FILESYSTEM_DOMAIN = localdomain
 
 # Leave the host alone; we run inside a chroot.
 ENABLE_KERNEL_TUNING = False
-BASE_CGROUP =
 MOUNT_UNDER_SCRATCH =
-DISCARD_SESSION_KEYRING_ON_STARTUP = False
 
 # Test-only security: everyone may do everything, clients claim a normal user.
 SEC_DEFAULT_AUTHENTICATION_METHODS = CLAIMTOBE
@@ -338,16 +329,26 @@ ALLOW_ADVERTISE_MASTER = *
 ALLOW_ADVERTISE_SCHEDD = *
 ALLOW_ADVERTISE_STARTD = *
 
-# Fast test cycles.
-NEGOTIATOR_INTERVAL = 5
-NEGOTIATOR_CYCLE_DELAY = 5
-SCHEDD_INTERVAL = 5
+# Fast test cycles (HTCondor's defaults are 300 s).
 UPDATE_INTERVAL = 5
 MASTER_UPDATE_INTERVAL = 5
 STARTD_CRON_JOBLIST =
 # The mips/kflops benchmarks burn CPU and delay a graceful shutdown by ~10 s.
 RunBenchmarks = False
 BENCHMARKS_JOBLIST =
+"""
+
+_POOL_CONFIG: Final = """\
+DAEMON_LIST = MASTER, COLLECTOR, NEGOTIATOR, SCHEDD, STARTD
+CONDOR_HOST = 127.0.0.1
+COLLECTOR_HOST = 127.0.0.1:{collector_port}
+COLLECTOR_NAME = nomadwn-test-{pool_id}
+USE_SHARED_PORT = False
+BASE_CGROUP =
+DISCARD_SESSION_KEYRING_ON_STARTUP = False
+NEGOTIATOR_INTERVAL = 5
+NEGOTIATOR_CYCLE_DELAY = 5
+SCHEDD_INTERVAL = 5
 
 # Run anything, never preempt.  StartJobs is the knob the worker's health
 # check reads (condor_config_val -startd StartJobs); START follows it.
@@ -359,6 +360,15 @@ KILL = False
 WANT_SUSPEND = False
 WANT_VACATE = False
 """
+
+
+def base_config(local_dir: PurePosixPath, config_dir: PurePosixPath | str, user: str) -> str:
+    """Paths, loopback networking, test-only security and fast cycles, shared by every daemon set.
+
+    The pool adds its daemons and job policy to it; an extra worker adds its own names
+    and the rendered worker configuration.
+    """
+    return _BASE_CONFIG.format(local_dir=local_dir, config_dir=config_dir, user=user)
 
 
 class CondorPool:
@@ -464,7 +474,7 @@ class CondorPool:
 
     # ---- commands ----------------------------------------------------------
 
-    def _env_argv(self, extra_env: dict[str, str] | None) -> list[str]:
+    def env_argv(self, extra_env: dict[str, str] | None) -> list[str]:
         _, inner = self._require_started()
         env = {
             "PATH": _CHROOT_PATH,
@@ -497,7 +507,7 @@ class CondorPool:
         captured as text; a non-zero exit status does not raise.
         """
         return subprocess.run(
-            [*self._env_argv(extra_env), *argv],
+            [*self.env_argv(extra_env), *argv],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -527,7 +537,7 @@ class CondorPool:
 
     # ---- lifecycle ---------------------------------------------------------
 
-    def _owner_ids(self) -> tuple[int, int]:
+    def owner_ids(self) -> tuple[int, int]:
         """uid/gid of the ``condor`` account inside the chroot."""
         for line in (self.root / "etc" / "passwd").read_text().splitlines():
             fields = line.split(":")
@@ -558,7 +568,7 @@ class CondorPool:
 
     def _write_layout(self) -> None:
         pool_dir, inner = self._require_started()
-        uid, gid = self._owner_ids()
+        uid, gid = self.owner_ids()
         pool_dir.chmod(0o755)
         (pool_dir / "config.d").mkdir(mode=0o755)
         local = pool_dir / "local"
@@ -570,12 +580,10 @@ class CondorPool:
             os.chown(path, uid, gid)
         (local / "cred_dir").chmod(0o700)
         (self.root / "run" / "condor").mkdir(parents=True, exist_ok=True)
-        config = _POOL_CONFIG.format(
-            local_dir=inner / "local",
-            config_dir=inner / "config.d",
-            collector_port=self.collector_port,
-            pool_id=self.pool_id,
-            user=self.user,
+        config = (
+            "# Written by tests/peers.py for one throw-away personal pool.\n"
+            + base_config(inner / "local", inner / "config.d", self.user)
+            + _POOL_CONFIG.format(collector_port=self.collector_port, pool_id=self.pool_id)
         )
         (pool_dir / "condor_config").write_text(config)
         (pool_dir / "condor_config").chmod(0o644)
@@ -595,7 +603,7 @@ class CondorPool:
             self._write_layout()
             self._out = (self.pool_dir / "master.out").open("ab")
             self._proc = subprocess.Popen(
-                [*self._env_argv(None), "condor_master", "-f"],
+                [*self.env_argv(None), "condor_master", "-f"],
                 stdin=subprocess.DEVNULL,
                 stdout=self._out,
                 stderr=subprocess.STDOUT,

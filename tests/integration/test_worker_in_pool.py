@@ -4,7 +4,7 @@ One personal pool (``tests/peers.py``) is started for the module. Each *worker* 
 second ``condor_master -f`` in the same chroot, started the way ``CondorPool`` starts its
 own master (``unshare`` + ``chroot`` + ``env -i``), with its own ``CONDOR_CONFIG``:
 
-* a short base (:data:`_WORKER_BASE`) standing in for the image's own configuration:
+* a short base (``base_config`` from tests/peers.py) standing in for the image's own configuration:
   paths, loopback networking and test-only security copied from the pool's config,
   with the worker's own LOCAL_DIR/LOG/SPOOL/EXECUTE/LOCK/RUN and MASTER_NAME/STARTD_NAME;
 * then the text of ``condor_config(site, flavour)`` verbatim, as Nomad writes it into the
@@ -57,7 +57,7 @@ from nomadwn.autopilot import condor_config, start_script
 from nomadwn.model import Site
 from nomadwn.render import build_job
 from nomadwn.sitefile import parse_site
-from tests.peers import REPO_ROOT, CondorPool
+from tests.peers import REPO_ROOT, CondorPool, base_config
 
 EXAMPLE: Final = REPO_ROOT / "examples" / "glasgow.yaml"
 FLAVOUR: Final = "ephemeral"
@@ -65,67 +65,12 @@ JOB_ID: Final = "glasgow-ephemeral"
 JOIN_TIMEOUT: Final = 40.0
 LIFESPAN_DEADLINE: Final = 60.0  # a lifespan of 15-20 s must end the worker within this
 
-# Stands in for the image's own configuration. Copied from tests/peers.py's pool config,
-# except the pool's StartJobs/START/SUSPEND/PREEMPT policy: a worker's job policy comes only
-# from the rendered file, as in the container.
-_WORKER_BASE: Final = """\
-# Test harness: the image's own configuration for one extra worker of a throw-away pool.
-RELEASE_DIR = /usr
-BIN = $(RELEASE_DIR)/bin
-SBIN = $(RELEASE_DIR)/sbin
-LIB = $(RELEASE_DIR)/lib/condor
-LIBEXEC = $(RELEASE_DIR)/libexec/condor
-SHARE = $(RELEASE_DIR)/share/condor
-ETC = /etc/condor
-
-# The worker's own directories and names, so it does not collide with the pool's startd.
-LOCAL_DIR = {local_dir}
-LOCAL_CONFIG_FILE =
-REQUIRE_LOCAL_CONFIG_FILE = False
-LOCAL_CONFIG_DIR =
-LOG = $(LOCAL_DIR)/log
-SPOOL = $(LOCAL_DIR)/spool
-EXECUTE = $(LOCAL_DIR)/execute
-LOCK = $(LOCAL_DIR)/lock
-RUN = $(LOCAL_DIR)/run
-CRED_STORE_DIR = $(LOCAL_DIR)/cred_dir
+# Stands in for the image's own configuration: the pool's base settings (paths, loopback,
+# test-only security, fast cycles) without the pool's daemons or its StartJobs/START policy,
+# plus the worker's own names; a worker's job policy comes only from the rendered file.
+_WORKER_NAMES: Final = """\
 MASTER_NAME = {name}
 STARTD_NAME = {name}
-
-# Loopback only, no DNS (as the pool).
-NETWORK_INTERFACE = 127.0.0.1
-BIND_ALL_INTERFACES = False
-ENABLE_IPV6 = False
-NO_DNS = True
-DEFAULT_DOMAIN_NAME = localdomain
-UID_DOMAIN = localdomain
-FILESYSTEM_DOMAIN = localdomain
-ENABLE_KERNEL_TUNING = False
-MOUNT_UNDER_SCRATCH =
-
-# Test-only security (as the pool).
-SEC_DEFAULT_AUTHENTICATION_METHODS = CLAIMTOBE
-SEC_CLIENT_AUTHENTICATION_METHODS = CLAIMTOBE
-SEC_DEFAULT_ENCRYPTION = OPTIONAL
-SEC_DEFAULT_INTEGRITY = OPTIONAL
-SEC_CLAIMTOBE_USER = {user}
-ALLOW_READ = *
-ALLOW_WRITE = *
-ALLOW_NEGOTIATOR = *
-ALLOW_ADMINISTRATOR = *
-ALLOW_OWNER = *
-ALLOW_CLIENT = *
-ALLOW_DAEMON = *
-ALLOW_CONFIG = *
-ALLOW_ADVERTISE_MASTER = *
-ALLOW_ADVERTISE_STARTD = *
-
-# Fast test cycles (as the pool; HTCondor's defaults are 300 s).
-UPDATE_INTERVAL = 5
-MASTER_UPDATE_INTERVAL = 5
-STARTD_CRON_JOBLIST =
-RunBenchmarks = False
-BENCHMARKS_JOBLIST =
 
 # ---------------------------------------------------------------------------
 # Below: condor_config(site, "{flavour}") verbatim, as Nomad writes it into the container.
@@ -207,7 +152,7 @@ class Worker:
         self._out = (self.host_dir / "master.out").open("ab")
         # The same mechanism as CondorPool.start: unshare --mount, chroot, env -i; the main
         # process is the rendered start.sh, as in the container.
-        argv = [*self.pool._env_argv(self.env), "sh", str(self.start_in_chroot)]
+        argv = [*self.pool.env_argv(self.env), "sh", str(self.start_in_chroot)]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
@@ -310,7 +255,7 @@ def make_worker(pool: CondorPool, site: Site, extra_env: dict[str, str] | None =
     name = f"nomadwn-{alloc_id[:8]}"
     host_dir = pool.pool_dir / name
     inner_dir = pool.pool_dir_in_chroot / name
-    uid, gid = pool._owner_ids()
+    uid, gid = pool.owner_ids()
     local = host_dir / "local"
     local.mkdir(parents=True)
     host_dir.chmod(0o755)
@@ -320,7 +265,11 @@ def make_worker(pool: CondorPool, site: Site, extra_env: dict[str, str] | None =
         os.chown(local / sub, uid, gid)
     (local / "cred_dir").chmod(0o700)
     rendered = condor_config(site, FLAVOUR)
-    base = _WORKER_BASE.format(local_dir=inner_dir / "local", name=name, user=pool.user, flavour=FLAVOUR)
+    base = (
+        "# Test harness: the image's own configuration for one extra worker of a throw-away pool.\n"
+        + base_config(inner_dir / "local", "", pool.user)
+        + _WORKER_NAMES.format(name=name, flavour=FLAVOUR)
+    )
     config = host_dir / "condor_config"
     config.write_text(base + rendered, encoding="utf-8")
     config.chmod(0o644)
