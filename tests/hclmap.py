@@ -18,6 +18,12 @@ from hcl2.utils import SerializationOptions
 
 _QUOTED_ESCAPE = re.compile(r'\\(["\\nrt]|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})|([$%])\2\{')
 _SIMPLE = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
+# python-hcl2 8.1.4 rejects the HCL escapes $${ and %%{ unless a "}" follows them (it
+# reads them as escaped interpolations), although the HCL spec makes each a literal on
+# its own. hcl_to_api swaps them for private-use placeholders before parsing, and
+# decode_string turns those into the literal ${ and %{ that HCL means.
+_LITERAL_DOLLAR_BRACE = "\ue000"
+_LITERAL_PERCENT_BRACE = "\ue001"
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -44,8 +50,12 @@ def decode_string(raw: str) -> str:
             raise ValueError(f"heredoc does not end with its marker {marker!r}")
         text = body + "\n" if sep else ""
         # Heredocs take no backslash escapes, only the template ones.
-        return re.sub(r"([$%])\1\{", r"\1{", text)
-    return _QUOTED_ESCAPE.sub(_unescape, inner)
+        return _placeholders_back(re.sub(r"([$%])\1\{", r"\1{", text))
+    return _placeholders_back(_QUOTED_ESCAPE.sub(_unescape, inner))
+
+
+def _placeholders_back(text: str) -> str:
+    return text.replace(_LITERAL_DOLLAR_BRACE, "${").replace(_LITERAL_PERCENT_BRACE, "%{")
 
 
 def go_duration_ns(text: str) -> int:
@@ -252,6 +262,8 @@ def _group(name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def hcl_to_api(text: str) -> dict[str, Any]:
     """Parse a rendered jobspec and return the ``{"Job": {...}}`` body Nomad would build from it."""
+    assert _LITERAL_DOLLAR_BRACE not in text and _LITERAL_PERCENT_BRACE not in text
+    text = text.replace("$${", _LITERAL_DOLLAR_BRACE).replace("%%{", _LITERAL_PERCENT_BRACE)
     doc = hcl2.loads(text, serialization_options=SerializationOptions(with_comments=False))
     ((job_id, body),) = _labelled(doc, "job")
     a = _attrs(body)

@@ -169,7 +169,9 @@ def test_no_secret_material_in_rendered_jobs() -> None:
 # ---------------------------------------------------------------------------
 # Escaping: any string survives HCL and JSON unchanged.
 
-TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+# No surrogates (not encodable) and no private-use characters (tests/hclmap.py uses two
+# of them as placeholders to work around a python-hcl2 bug).
+TEXT = st.text(st.characters(exclude_categories=["Cs", "Co"]), max_size=40)
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ job "kitchen-vaulted" {
         name     = "condor-worker"
         port     = "metrics"
         provider = "consul"
-        tags     = ["a \"quoted\" tag", "back\\slash", "$${not.interpolated}", "%%{ if x }"]
+        tags     = ["a \"quoted\" tag", "back\\slash", "$${not.interpolated}", "%%{ if x }", "unclosed $${ and %%{"]
 
         meta {
           prometheus_path = "/custom/metrics"
