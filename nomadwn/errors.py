@@ -4,7 +4,10 @@
 
     NomadwnError                  anything nomadwn raises on purpose
     ├── ConfigError               a site file is missing, unreadable or invalid
-    └── RenderError               a valid model could not be rendered or written
+    ├── RenderError               a valid model could not be rendered or written
+    └── BackendError              a peer could not be reached, or refused a request
+        ├── NomadError            ... Nomad's HTTP API
+        └── ConsulError           ... Consul's HTTP API
 
 Messages say what failed, where (a file, or a dotted field path) and what to do
 next. They never contain a secret: site-file values are not echoed back.
@@ -46,3 +49,24 @@ class ConfigError(NomadwnError):
 
 class RenderError(NomadwnError):
     """A job could not be rendered, or rendered output could not be written."""
+
+
+class BackendError(NomadwnError):
+    """A peer (Nomad, Consul) could not be reached, or refused a request.
+
+    ``status`` is the HTTP status when the peer answered, None for network errors
+    (refused connection, timeout, TLS failure). The message says what was asked,
+    of which address, and what to check; it never contains a token.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class NomadError(BackendError):
+    """A Nomad HTTP API call failed."""
+
+
+class ConsulError(BackendError):
+    """A Consul HTTP API call failed."""
