@@ -3,12 +3,20 @@
 Exit codes, the same for every command:
 
 ====  =====================================================================
-0     success (for ``render --check``: the committed jobspecs are fresh)
+0     success (``render --check``: fresh; ``deploy``: healthy or unchanged;
+      ``plan``: no change)
 1     the site file is invalid, a job could not be rendered or written,
-      or ``render --check`` found stale jobspecs
-2     wrong usage (unknown option, missing argument)
-130   interrupted (Ctrl-C)
+      ``render --check`` found stale jobspecs, a deploy failed, a peer
+      refused a request, or (``plan`` only) the plan has changes
+2     wrong usage (unknown option, missing argument), or a deploy timed out
+130   interrupted (Ctrl-C); when watching, the job keeps running in Nomad
+255   ``plan`` only: an error (as nomad-pack)
 ====  =====================================================================
+
+Nomad is reached as HashiCorp's own tools do: ``NOMAD_ADDR``, ``NOMAD_TOKEN``,
+``NOMAD_REGION``, ``NOMAD_NAMESPACE``, ``NOMAD_CACERT``, ``NOMAD_CLIENT_CERT``,
+``NOMAD_CLIENT_KEY``, ``NOMAD_SKIP_VERIFY``; flags override the environment. The
+token is read from the environment only, never from a flag (shell history).
 """
 
 from __future__ import annotations
@@ -23,10 +31,14 @@ import typer
 from rich.console import Console
 
 from nomadwn import __version__
+from nomadwn.deploy import FlavourPlan, deploy_flavour, plan_site, previous_stable_version, select_flavours
 from nomadwn.errors import ConfigError, NomadwnError
+from nomadwn.nomad import NomadAPI, NomadClient, NomadSettings
 from nomadwn.render import Format, jobspec_files, privileges, stale_jobspecs, write_jobspecs
 from nomadwn.resources import example_site_text
 from nomadwn.sitefile import load_site
+from nomadwn.units import parse_duration_ns
+from nomadwn.watch import Progress, Watcher
 
 app = typer.Typer(
     name="nomadwn",
@@ -50,7 +62,7 @@ def say(text: str, *, style: str | None = None, stderr: bool = False) -> None:
     (err if stderr else out).print(text, markup=False, style=style)
 
 
-def handled(command: Callable[P, R]) -> Callable[P, R]:
+def handled(command: Callable[P, R], error_code: int = 1) -> Callable[P, R]:
     """The CLI's one error handler: a nomadwn error prints its message and exits 1; Ctrl-C exits 130."""
 
     @functools.wraps(command)
@@ -59,9 +71,9 @@ def handled(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except NomadwnError as exc:
             say(f"error: {exc}", style="red", stderr=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(error_code) from None
         except KeyboardInterrupt:
-            say("interrupted", stderr=True)
+            say("interrupted: stopped watching; anything already submitted keeps running in Nomad", stderr=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -184,6 +196,169 @@ def render(
         return
     for path in files:
         say(f"{'wrote    ' if path in changed else 'unchanged'} {path}")
+
+
+# ---------------------------------------------------------------------------
+# Nomad commands
+
+AddrOpt = Annotated[str | None, typer.Option("--address", help="Nomad's address (default: NOMAD_ADDR).")]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", help="Nomad namespace (default: NOMAD_NAMESPACE).")]
+RegionOpt = Annotated[str | None, typer.Option("--region", help="Nomad region (default: NOMAD_REGION).")]
+FlavoursArg = Annotated[list[str] | None, typer.Argument(help="Flavours to act on (default: all).", show_default=False)]
+FlavourArg = Annotated[str, typer.Argument(help="The flavour to act on.", show_default=False)]
+
+
+def _nomad(address: str | None, namespace: str | None, region: str | None) -> NomadAPI:
+    return NomadClient(NomadSettings.from_env(address=address, namespace=namespace, region=region))
+
+
+def _print_plan(planned: FlavourPlan) -> None:
+    plan = planned.plan
+    if not plan.changed:
+        say(f"{planned.flavour} ({planned.job.ID}): no change")
+        return
+    updates = ", ".join(f"{k} {v}" for g in plan.desired_updates.values() for k, v in sorted(g.items()) if v)
+    headline = f"{planned.flavour} ({planned.job.ID}): {plan.diff_type.lower()}"
+    say(headline + (f" ({updates})" if updates else ""), style="yellow")
+    for line in plan.changes:
+        say(f"    {line}")
+    for problem in planned.placement_problems:
+        say(f"    placement: {problem}", style="red")
+    if plan.warnings:
+        say(f"    warnings: {plan.warnings}", style="yellow")
+
+
+def _plan(
+    site_file: Path, flavours: list[str] | None, address: str | None, namespace: str | None, region: str | None
+) -> None:
+    site = load_site(site_file)
+    plans = plan_site(site, _nomad(address, namespace, region), flavours or [])
+    for planned in plans:
+        _print_plan(planned)
+    if any(p.plan.changed for p in plans):
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    site_file: SiteArg,
+    flavours: FlavoursArg = None,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Show what deploying would change (exit 0 no change, 1 changes, 255 error)."""
+    handled(_plan, error_code=255)(site_file, flavours, address, namespace, region)
+
+
+def _progress_printer() -> Callable[[Progress], None]:
+    if out.is_terminal:
+        return lambda p: out.print(p.line(), markup=False, style="dim")
+    return lambda p: typer.echo(p.line())
+
+
+@app.command()
+@handled
+def deploy(
+    site_file: SiteArg,
+    flavours: FlavoursArg = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Register and return without watching.")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", help="How long to watch each flavour, e.g. 10m.")] = "10m",
+    auto_promote: Annotated[
+        bool, typer.Option("--auto-promote", help="Promote canaries once they are healthy.")
+    ] = False,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict."""
+    try:
+        timeout_s = parse_duration_ns(timeout) / 1e9
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--timeout") from None
+    site = load_site(site_file)
+    nomad = _nomad(address, namespace, region)
+    watcher = None if detach else Watcher(nomad, on_progress=_progress_printer(), auto_promote=auto_promote)
+    worst = 0
+    for planned in plan_site(site, nomad, flavours or []):
+        _print_plan(planned)
+        result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
+        if not result.changed:
+            continue
+        if result.verdict is None:
+            say(f"{planned.flavour}: registered {result.job_id}; not watching (--detach)")
+            continue
+        verdict = result.verdict
+        style = "green" if verdict.exit_code == 0 else "red"
+        say(f"{planned.flavour}: {verdict.outcome}: {verdict.summary}", style=style)
+        for reason in verdict.reasons:
+            say(f"    {reason}", style=style)
+        worst = max(worst, verdict.exit_code)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _job_id(site_file: Path, flavour: str) -> str:
+    site = load_site(site_file)
+    select_flavours(site, [flavour])
+    return site.job_id(flavour)
+
+
+@app.command()
+@handled
+def promote(
+    site_file: SiteArg,
+    flavour: FlavourArg,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Promote the canaries of a flavour's running deployment."""
+    job_id = _job_id(site_file, flavour)
+    nomad = _nomad(address, namespace, region)
+    deployment = nomad.latest_deployment(job_id).value
+    if deployment is None or deployment.status != "running":
+        say(f"error: {job_id} has no running deployment to promote", style="red", stderr=True)
+        raise typer.Exit(1)
+    nomad.promote(deployment.id)
+    say(f"promoted deployment {deployment.id} of {job_id}")
+
+
+@app.command()
+@handled
+def rollback(
+    site_file: SiteArg,
+    flavour: FlavourArg,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Revert a flavour's job to its previous stable version."""
+    job_id = _job_id(site_file, flavour)
+    nomad = _nomad(address, namespace, region)
+    current = nomad.job(job_id)
+    target = previous_stable_version(nomad, job_id)
+    if current is None or target is None:
+        say(f"error: {job_id} has no earlier stable version to roll back to", style="red", stderr=True)
+        raise typer.Exit(1)
+    nomad.revert(job_id, target, enforce_prior_version=current.version)
+    say(f"reverted {job_id} from version {current.version} to version {target}")
+
+
+@app.command()
+@handled
+def stop(
+    site_file: SiteArg,
+    flavour: FlavourArg,
+    purge: Annotated[bool, typer.Option("--purge", help="Also forget the job and its history.")] = False,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Stop a flavour's job (its workers shut down gracefully within kill_timeout)."""
+    job_id = _job_id(site_file, flavour)
+    eval_id = _nomad(address, namespace, region).stop(job_id, purge=purge)
+    say(f"stopped {job_id}" + (" and purged it" if purge else "") + (f" (evaluation {eval_id})" if eval_id else ""))
 
 
 def main() -> None:

@@ -17,7 +17,11 @@ from typer_cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("argv", [[], ["init"], ["validate"], ["render"]], ids=lambda a: " ".join(a) or "root")
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["init"], ["validate"], ["render"], ["plan"], ["deploy"], ["promote"], ["rollback"], ["stop"]],
+    ids=lambda a: " ".join(a) or "root",
+)
 def test_help_everywhere(argv: list[str]) -> None:
     result = runner.invoke(app, [*argv, "--help"])
     assert result.exit_code == 0
