@@ -21,14 +21,17 @@ token is read from the environment only, never from a flag (shell history).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.status import Status
+from rich.text import Text
 
 from nomadwn import __version__
 from nomadwn.deploy import FlavourPlan, deploy_flavour, plan_site, previous_stable_version, select_flavours
@@ -251,10 +254,30 @@ def plan(
     handled(_plan, error_code=255)(site_file, flavours, address, namespace, region)
 
 
-def _progress_printer() -> Callable[[Progress], None]:
-    if out.is_terminal:
-        return lambda p: out.print(p.line(), markup=False, style="dim")
-    return lambda p: typer.echo(p.line())
+class _ProgressView:
+    """Live progress: a rich status line on a terminal, plain lines otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self._status: Status | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self._status is not None:
+            self._status.update(Text(progress.line()))
+        else:
+            typer.echo(progress.line())
+
+    @contextlib.contextmanager
+    def showing(self, what: str) -> Iterator[None]:
+        """Show a live status line while ``what`` is watched (on a terminal only)."""
+        if not out.is_terminal:
+            yield
+            return
+        with out.status(Text(what)) as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
 
 
 @app.command()
@@ -278,11 +301,13 @@ def deploy(
         raise typer.BadParameter(str(exc), param_hint="--timeout") from None
     site = load_site(site_file)
     nomad = _nomad(address, namespace, region)
-    watcher = None if detach else Watcher(nomad, on_progress=_progress_printer(), auto_promote=auto_promote)
+    view = _ProgressView()
+    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote)
     worst = 0
     for planned in plan_site(site, nomad, flavours or []):
         _print_plan(planned)
-        result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
+        with view.showing(f"watching {planned.job.ID}"):
+            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
         if not result.changed:
             continue
         if result.verdict is None:
