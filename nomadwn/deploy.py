@@ -66,7 +66,7 @@ def select_flavours(site: Site, names: Iterable[str]) -> list[str]:
         problems = [
             FieldProblem(f"flavours.{n}", f"no such flavour; the site has: {', '.join(site.flavours)}") for n in unknown
         ]
-        raise ConfigError("command line", problems)
+        raise ConfigError("command line", problems, context="")
     return wanted
 
 

@@ -37,12 +37,14 @@ class ConfigError(NomadwnError):
     """A site file is missing, unreadable or does not validate.
 
     ``problems`` holds one entry per bad field, each naming its dotted path.
+    ``context`` ends the headline; settings from the environment or the command
+    line pass an empty one.
     """
 
-    def __init__(self, source: str, problems: list[FieldProblem]) -> None:
+    def __init__(self, source: str, problems: list[FieldProblem], *, context: str = " in the site file") -> None:
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s) in the site file"]
+        lines = [f"{source}: {len(problems)} problem(s){context}"]
         lines += [f"  {p}" for p in problems]
         super().__init__("\n".join(lines))
 

@@ -21,7 +21,7 @@ from nomadwn.sitefile import load_site
 from tests.conftest import EXAMPLE
 
 ADDR = "https://nomad.example:4646"
-TOKEN = "s3cr3t-acl-token-0000"  # noqa: S105 - a test value that must never leak
+TOKEN = "s3cr3t-acl-token-0000"
 
 PLAN_RESPONSE: dict[str, Any] = {
     "Index": 0,

@@ -215,7 +215,7 @@ def test_errors_never_echo_a_secret(example_data: dict[str, Any], secret: str, w
     except ConfigError as exc:
         assert secret not in str(exc)
     else:
-        assert secret == "hunter2-pool-password"  # noqa: S105 - a test value
+        assert secret == "hunter2-pool-password"
 
 
 def test_secret_like_key_with_a_path_is_allowed(example_data: dict[str, Any]) -> None:
