@@ -31,15 +31,18 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.status import Status
+from rich.table import Table
 from rich.text import Text
 
 from nomadwn import __version__
+from nomadwn.consul import ConsulClient, ConsulSettings
 from nomadwn.deploy import FlavourPlan, deploy_flavour, plan_site, previous_stable_version, select_flavours
 from nomadwn.errors import ConfigError, NomadwnError
 from nomadwn.nomad import NomadAPI, NomadClient, NomadSettings
 from nomadwn.render import Format, jobspec_files, privileges, stale_jobspecs, write_jobspecs
 from nomadwn.resources import example_site_text
 from nomadwn.sitefile import load_site
+from nomadwn.status import flavour_status
 from nomadwn.units import parse_duration_ns
 from nomadwn.watch import Progress, Watcher
 
@@ -384,6 +387,49 @@ def stop(
     job_id = _job_id(site_file, flavour)
     eval_id = _nomad(address, namespace, region).stop(job_id, purge=purge)
     say(f"stopped {job_id}" + (" and purged it" if purge else "") + (f" (evaluation {eval_id})" if eval_id else ""))
+
+
+@app.command()
+@handled
+def status(
+    site_file: SiteArg,
+    flavours: FlavoursArg = None,
+    no_consul: Annotated[bool, typer.Option("--no-consul", help="Leave out the Consul health checks.")] = False,
+    as_json: JsonOpt = False,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """One row per flavour: Nomad job and allocations, joined with the workers' Consul checks."""
+    site = load_site(site_file)
+    nomad = _nomad(address, namespace, region)
+    consul = None if no_consul else ConsulClient(ConsulSettings.from_env())
+    rows = [flavour_status(site, name, nomad, consul) for name in select_flavours(site, flavours or [])]
+    if as_json:
+        _emit_json({"site": site.name, "flavours": [r.as_json() for r in rows]})
+        return
+    table = Table(title=f"site {site.name}", title_justify="left")
+    for column in ("flavour", "job", "version", "desired", "placed", "running", "healthy", "failed", "deployment"):
+        table.add_column(column)
+    if not no_consul:
+        table.add_column("consul checks")
+    for r in rows:
+        cells = [
+            r.flavour,
+            f"{r.job_id} ({r.kind}, {r.job_status})",
+            "-" if r.version is None else str(r.version),
+            "per node" if r.desired is None and r.registered else str(r.desired if r.desired is not None else "-"),
+            str(r.placed),
+            str(r.running),
+            str(r.healthy),
+            str(r.failed),
+            r.deployment or "-",
+        ]
+        if not no_consul:
+            c = r.checks
+            cells.append("-" if c is None else f"{c.passing} passing, {c.warning} warning, {c.critical} critical")
+        table.add_row(*(Text(cell) for cell in cells))
+    out.print(table)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""In-memory, scriptable fakes of nomadwn's protocols, for tests and dry runs.
+"""In-memory, scriptable fakes of nomadwn's protocols (Nomad, Consul), for tests.
 
 :class:`ScriptedNomad` implements :class:`~nomadwn.nomad.NomadAPI`. A test scripts
 what Nomad reports step by step (allocations, deployment, evaluation); each
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nomadwn import nomad_api as api
+from nomadwn.consul import ServiceInstance
 from nomadwn.nomad import (
     Allocation,
     Deployment,
@@ -113,3 +114,13 @@ class ScriptedNomad:
     def scale(self, job_id: str, group: str, count: int, message: str) -> str:
         self.calls.append(("scale", {"job": job_id, "group": group, "count": count, "message": message}))
         return "eval-scale"
+
+
+@dataclass
+class FakeConsulHealth:
+    """A :class:`~nomadwn.consul.ConsulHealth` serving scripted instances per service name."""
+
+    services: dict[str, list[ServiceInstance]] = field(default_factory=dict)
+
+    def service_health(self, name: str, tag: str | None = None) -> list[ServiceInstance]:
+        return [i for i in self.services.get(name, []) if tag is None or tag in i.tags]

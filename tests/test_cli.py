@@ -19,7 +19,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["init"], ["validate"], ["render"], ["plan"], ["deploy"], ["promote"], ["rollback"], ["stop"]],
+    [[], ["init"], ["validate"], ["render"], ["plan"], ["deploy"], ["status"], ["promote"], ["rollback"], ["stop"]],
     ids=lambda a: " ".join(a) or "root",
 )
 def test_help_everywhere(argv: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,3 +271,62 @@ def test_flavour_plan_reports_predicted_placement_problems() -> None:
     assert planned.placement_problems == [
         "group worker cannot be placed: 2 node(s) evaluated; 2 filtered by constraint ${attr.kernel.name} = linux"
     ]
+
+
+# ---------------------------------------------------------------------------
+# status: Nomad joined with Consul
+
+
+def _instance(alloc_id: str, state: str) -> Any:
+    from nomadwn.consul import ServiceCheck, ServiceInstance
+
+    sid = f"_nomad-task-{alloc_id}-worker-condor-condor-master-condor"
+    return ServiceInstance(
+        node="wn01",
+        service_id=sid,
+        service_name="condor-master",
+        address="10.0.0.1",
+        port=9621,
+        tags=["cntwn", "prod"],
+        meta={},
+        checks=[ServiceCheck("startd", f"_nomad-check-{alloc_id}", state, "True", sid)],  # type: ignore[arg-type]
+    )
+
+
+def test_status_joins_nomad_and_consul_by_allocation_id() -> None:
+    from nomadwn.fakes import FakeConsulHealth
+    from nomadwn.status import flavour_status
+
+    site = load_site(EXAMPLE)
+    a1, a2, other = alloc(1, healthy=True), alloc(2, healthy=False), alloc(7)
+    nomad = ScriptedNomad(
+        current=JobStatus("glasgow-elastic", "service", "running", 1, True, 50, {"worker": 4}),
+        alloc_steps=[[a1, a2]],
+        deployment_steps=[deployment("running", healthy=1)],
+    )
+    consul = FakeConsulHealth(
+        {"condor-master": [_instance(a1.id, "passing"), _instance(a2.id, "critical"), _instance(other.id, "passing")]}
+    )
+    row = flavour_status(site, "elastic", nomad, consul)
+    assert (row.version, row.desired, row.placed, row.running, row.healthy, row.deployment) == (
+        1,
+        4,
+        2,
+        2,
+        1,
+        "running (v1)",
+    )
+    assert row.checks is not None
+    assert (row.checks.passing, row.checks.critical, row.checks.total) == (
+        1,
+        1,
+        2,
+    )  # the other job's worker is not counted
+    assert row.as_json()["checks"] == {"passing": 1, "warning": 0, "critical": 1, "maintenance": 0}
+
+
+def test_status_of_an_unregistered_flavour() -> None:
+    from nomadwn.status import flavour_status
+
+    row = flavour_status(load_site(EXAMPLE), "ephemeral", ScriptedNomad(), None)
+    assert (row.registered, row.job_status, row.desired, row.checks) == (False, "not registered", 2, None)

@@ -1,0 +1,74 @@
+"""Where each flavour stands: Nomad's view joined with Consul's health checks.
+
+Nomad registers each worker's service in Consul with an ID that contains the
+allocation ID (``_nomad-task-<alloc id>-...``), so Consul instances are matched to a
+flavour by the allocation IDs of its job, not by name or tag (flavours may share both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nomadwn.consul import ConsulHealth, ServiceHealth
+from nomadwn.model import Site, count
+from nomadwn.nomad import NomadAPI
+
+
+@dataclass(frozen=True)
+class FlavourStatus:
+    """One flavour's job in Nomad and its workers' checks in Consul."""
+
+    flavour: str
+    job_id: str
+    kind: str
+    registered: bool
+    version: int | None
+    job_status: str
+    desired: int | None
+    placed: int
+    running: int
+    healthy: int
+    failed: int
+    deployment: str
+    checks: ServiceHealth | None
+
+    def as_json(self) -> dict[str, Any]:
+        """A plain dict for ``status --json``."""
+        data = asdict(self)
+        data["checks"] = asdict(self.checks) if self.checks is not None else None
+        return data
+
+
+def flavour_status(site: Site, name: str, nomad: NomadAPI, consul: ConsulHealth | None) -> FlavourStatus:
+    """Read one flavour's state; ``consul=None`` leaves the checks out."""
+    f = site.flavours[name]
+    job_id = site.job_id(name)
+    job = nomad.job(job_id)
+    if job is None:
+        return FlavourStatus(name, job_id, f.kind, False, None, "not registered", count(f), 0, 0, 0, 0, "", None)
+    allocs = [a for a in nomad.allocations(job_id).value if a.desired_status == "run"]
+    current = [a for a in allocs if a.job_version == job.version]
+    deployment = nomad.latest_deployment(job_id).value if f.kind == "service" else None
+    checks = None
+    if consul is not None:
+        ids = [a.id for a in allocs]
+        instances = consul.service_health(f.service.name)
+        checks = ServiceHealth.of(i for i in instances if any(alloc_id in i.service_id for alloc_id in ids))
+    healthy = sum(a.healthy is True for a in current) if f.kind == "service" else None
+    running = sum(a.client_status == "running" for a in current)
+    return FlavourStatus(
+        flavour=name,
+        job_id=job_id,
+        kind=f.kind,
+        registered=True,
+        version=job.version,
+        job_status=job.status,
+        desired=job.counts.get("worker") if f.kind != "system" else None,
+        placed=len(current),
+        running=running,
+        healthy=running if healthy is None else healthy,
+        failed=sum(a.client_status in ("failed", "lost") for a in current),
+        deployment=f"{deployment.status} (v{deployment.job_version})" if deployment is not None else "",
+        checks=checks,
+    )
