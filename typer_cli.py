@@ -257,6 +257,13 @@ def plan(
     handled(_plan, error_code=255)(site_file, flavours, address, namespace, region)
 
 
+def _seconds(text: str, option: str) -> float:
+    try:
+        return parse_duration_ns(text) / 1e9
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
 class _ProgressView:
     """Live progress: a rich status line on a terminal, plain lines otherwise (logs, CI)."""
 
@@ -293,19 +300,20 @@ def deploy(
     auto_promote: Annotated[
         bool, typer.Option("--auto-promote", help="Promote canaries once they are healthy.")
     ] = False,
+    min_running: Annotated[
+        str, typer.Option("--min-running", help="System/batch jobs: how long workers must keep running to be healthy.")
+    ] = "10s",
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
     """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict."""
-    try:
-        timeout_s = parse_duration_ns(timeout) / 1e9
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--timeout") from None
+    timeout_s = _seconds(timeout, "--timeout")
+    min_running_s = _seconds(min_running, "--min-running")
     site = load_site(site_file)
     nomad = _nomad(address, namespace, region)
     view = _ProgressView()
-    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote)
+    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, min_running=min_running_s)
     worst = 0
     for planned in plan_site(site, nomad, flavours or []):
         _print_plan(planned)
@@ -365,7 +373,7 @@ def rollback(
     job_id = _job_id(site_file, flavour)
     nomad = _nomad(address, namespace, region)
     current = nomad.job(job_id)
-    target = previous_stable_version(nomad, job_id)
+    target = previous_stable_version(nomad, job_id, current.type if current else "service")
     if current is None or target is None:
         say(f"error: {job_id} has no earlier stable version to roll back to", style="red", stderr=True)
         raise typer.Exit(1)

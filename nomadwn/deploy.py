@@ -93,13 +93,17 @@ def deploy_flavour(nomad: NomadAPI, planned: FlavourPlan, watcher: Watcher | Non
     return DeployResult(planned.flavour, job.ID, changed=True, registered=True, verdict=verdict)
 
 
-def previous_stable_version(nomad: NomadAPI, job_id: str) -> int | None:
-    """The newest stable version older than the current one (what ``rollback`` reverts to)."""
+def previous_stable_version(nomad: NomadAPI, job_id: str, kind: str = "service") -> int | None:
+    """What ``rollback`` reverts to: the newest stable version older than the current one.
+
+    Only deployments mark versions stable, and Nomad 1.9 gives deployments to service
+    jobs only; for system and batch jobs this is simply the previous version.
+    """
     versions = sorted(nomad.versions(job_id), key=lambda v: v.version, reverse=True)
     if not versions:
         return None
     current = versions[0].version
     for v in versions:
-        if v.version < current and v.stable:
+        if v.version < current and (v.stable or kind != "service"):
             return v.version
     return None

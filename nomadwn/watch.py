@@ -38,11 +38,11 @@ _TELLING_EVENTS = (
     "Setup Failure",
     "Failed Artifact Download",
     "Template",
-    "Killing",
-    "Terminated",
     "Restart Signaled",
-    "Not Restarting",
     "Alloc Unhealthy",
+    "Terminated",
+    "Killing",
+    "Not Restarting",
 )
 
 
@@ -147,6 +147,9 @@ class Watcher:
 
     ``clock`` and ``block`` (the longest single blocking query, seconds) are
     injectable for tests; ``on_progress`` is called whenever the rollout changes.
+    ``min_running``: system and batch jobs have no deployment to judge their health
+    (Nomad 1.9), so their allocations must stay running, unchanged, this long before
+    the verdict is healthy; a worker that crashes right after starting is caught.
     """
 
     nomad: NomadAPI
@@ -154,6 +157,7 @@ class Watcher:
     block: float = 5.0
     on_progress: Callable[[Progress], None] | None = None
     auto_promote: bool = False
+    min_running: float = 10.0
 
     def watch(self, job_id: str, kind: str, eval_id: str, version: int, timeout: float) -> Verdict:
         """Follow ``job_id`` (registered as ``version``, evaluated by ``eval_id``) for at most ``timeout`` s."""
@@ -170,23 +174,42 @@ class Watcher:
 
         index = 0
         last: Progress | None = None
+        steady_since: float | None = None  # when system/batch allocations last became steady
+        steady_state: object = None
         while True:
-            remaining = deadline - self.clock()
+            now = self.clock()
+            remaining = deadline - now
             if remaining <= 0:
                 return Verdict(
                     job_id, "timeout", f"{job_id}: no verdict within {timeout:g}s", self._stuck(job_id, version)
                 )
-            listed = self.nomad.allocations(job_id, index=index, wait=min(self.block, remaining))
+            wait = min(self.block, remaining)
+            if steady_since is not None:
+                wait = min(wait, max(steady_since + self.min_running - now, 0.001))
+            listed = self.nomad.allocations(job_id, index=index, wait=wait)
             index = listed.index
             allocs = [a for a in listed.value if a.job_version == version]
             deployment = self.nomad.latest_deployment(job_id).value if kind == "service" else None
             if deployment is not None and deployment.job_version != version:
                 deployment = None
+            if deployment is not None and deployment.status not in ("running", "pending", "paused"):
+                # The deployment may have ended after the allocations were read: explain it
+                # from allocations at least as new as the deployment's verdict.
+                allocs = [a for a in self.nomad.allocations(job_id).value if a.job_version == version]
             progress = self._progress(job_id, allocs, deployment)
             if progress != last and self.on_progress is not None:
                 self.on_progress(progress)
             last = progress
             verdict = self._judge(job_id, kind, allocs, deployment)
+            if verdict is not None and verdict.outcome == "healthy" and kind != "service":
+                # No deployment judges system/batch health: wait until nothing changed for min_running.
+                state = [(a.id, a.client_status, len(a.events)) for a in allocs]
+                if steady_since is None or state != steady_state:
+                    steady_since, steady_state = self.clock(), state
+                if self.clock() - steady_since < self.min_running:
+                    continue
+            else:
+                steady_since, steady_state = None, None
             if verdict is not None:
                 return verdict
             if deployment is not None and self.auto_promote:

@@ -1,0 +1,167 @@
+"""End to end: the CLI against the stateful fake Nomad HTTP API (tests/fake_nomad.py).
+
+Each test runs ``nomadwn plan|deploy|status|promote|rollback|stop`` through
+CliRunner with ``NOMAD_ADDR`` pointing at a fresh fake, and checks the exit code,
+the printed reason and what reached Nomad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from tests.conftest import EXAMPLE
+from tests.fake_nomad import FakeNomad
+from typer_cli import app
+
+runner = CliRunner()
+TOKEN = "e2e-secret-token-1234"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNomad]:
+    with FakeNomad(token=TOKEN, step_delay=0.02) as server:
+        yield server
+
+
+def cli(fake: FakeNomad, *args: str) -> Result:
+    env = {"NOMAD_ADDR": fake.address, "NOMAD_TOKEN": TOKEN, "NOMAD_NAMESPACE": "", "NOMAD_REGION": ""}
+    result = runner.invoke(app, list(args), env=env)
+    assert TOKEN not in result.output
+    return result
+
+
+def site_with(tmp_path: Path, **flavour_changes: dict[str, object]) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for flavour, changes in flavour_changes.items():
+        data["flavours"][flavour].update(changes)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_good_deploy_is_healthy_and_uses_check_and_set(fake: FakeNomad) -> None:
+    result = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s")
+    assert result.exit_code == 0, result.output
+    assert "cntwn: healthy: glasgow-cntwn: 2 worker(s) running, one per eligible node" in result.output
+    assert "elastic: healthy: glasgow-elastic: deployment successful, 4/4 worker(s) healthy" in result.output
+    assert "ephemeral: healthy: glasgow-ephemeral: 2 ephemeral worker(s) running" in result.output
+    registers = [r for r in fake.requests if r.method in ("POST", "PUT") and r.path == "/v1/jobs"]
+    assert len(registers) == 3
+    for r in registers:
+        assert isinstance(r.body, dict)
+        assert r.body["EnforceIndex"] is True and r.body["JobModifyIndex"] == 0 and r.body["PreserveCounts"] is True
+
+
+def test_redeploy_without_change_registers_nothing(fake: FakeNomad) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    fake.settle()
+    fake.clear_requests()
+    again = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s")
+    assert again.exit_code == 0, again.output
+    assert again.output.count(": no change") == 3
+    assert fake.requests_to("POST", "/v1/jobs") == []
+
+
+def test_redeploy_keeps_a_count_the_autoscaler_set(fake: FakeNomad, tmp_path: Path) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "elastic", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    fake.settle()
+    fake.set_count("glasgow-elastic", "worker", 7)
+    fake.settle()
+    changed = site_with(tmp_path, elastic={"meta": {"release": "2"}})
+    result = cli(fake, "deploy", str(changed), "elastic", "--timeout", "30s", "--min-running", "0.5s")
+    assert result.exit_code == 0, result.output
+    job = fake.job("glasgow-elastic")
+    assert job is not None and job["TaskGroups"][0]["Count"] == 7
+    assert job["Meta"]["release"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "flavour", "reason"),
+    [
+        ("bad_image", "elastic", "Driver Failure: Failed to pull"),
+        ("unplaceable", "cntwn", "group worker cannot be placed:"),
+        ("failing_check", "elastic", 'healthcheck: check "startd" unhealthy'),
+        ("oom", "cntwn", "ran out of memory"),
+    ],
+)
+def test_failed_deploys_exit_1_with_the_reason(fake: FakeNomad, scenario: str, flavour: str, reason: str) -> None:
+    fake.script(f"glasgow-{flavour}", scenario)
+    result = cli(fake, "deploy", str(EXAMPLE), flavour, "--timeout", "30s", "--min-running", "0.5s")
+    assert result.exit_code == 1, result.output
+    assert reason in result.output
+    assert f"{flavour}: failed:" in result.output
+
+
+def test_plan_exit_codes(fake: FakeNomad) -> None:
+    first = cli(fake, "plan", str(EXAMPLE), "cntwn")
+    assert first.exit_code == 1, first.output
+    assert "cntwn (glasgow-cntwn): added" in first.output
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    fake.settle()
+    unchanged = cli(fake, "plan", str(EXAMPLE), "cntwn")
+    assert unchanged.exit_code == 0, unchanged.output
+    assert "cntwn (glasgow-cntwn): no change" in unchanged.output
+    fake.fail_next(status=500, message="rpc error: No cluster leader")
+    broken = cli(fake, "plan", str(EXAMPLE), "cntwn")
+    assert broken.exit_code == 255
+    assert "Nomad answered HTTP 500: rpc error: No cluster leader" in broken.output
+
+
+def test_wrong_token_is_a_clear_error(fake: FakeNomad) -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLE)], env={"NOMAD_ADDR": fake.address, "NOMAD_TOKEN": "wrong"})
+    assert result.exit_code == 255
+    assert "permission denied: check that NOMAD_TOKEN is set" in result.output
+
+
+def test_detach_registers_without_watching(fake: FakeNomad) -> None:
+    result = cli(fake, "deploy", str(EXAMPLE), "ephemeral", "--detach")
+    assert result.exit_code == 0, result.output
+    assert "ephemeral: registered glasgow-ephemeral; not watching (--detach)" in result.output
+    assert fake.requests_to("GET", "/v1/job/glasgow-ephemeral/allocations") == []
+
+
+def test_rollback_reverts_to_the_previous_stable_version(fake: FakeNomad, tmp_path: Path) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    fake.settle()
+    assert (
+        cli(
+            fake,
+            "deploy",
+            str(site_with(tmp_path, cntwn={"meta": {"v": "2"}})),
+            "cntwn",
+            "--timeout",
+            "30s",
+            "--min-running",
+            "0.5s",
+        ).exit_code
+        == 0
+    )
+    fake.settle()
+    result = cli(fake, "rollback", str(EXAMPLE), "cntwn")
+    assert result.exit_code == 0, result.output
+    assert "reverted glasgow-cntwn from version 1 to version 0" in result.output
+
+
+def test_stop_and_purge(fake: FakeNomad) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "ephemeral", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    result = cli(fake, "stop", str(EXAMPLE), "ephemeral", "--purge")
+    assert result.exit_code == 0, result.output
+    assert "stopped glasgow-ephemeral and purged it" in result.output
+    assert fake.job("glasgow-ephemeral") is None
+
+
+def test_status_without_consul(fake: FakeNomad) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    fake.settle()
+    result = cli(fake, "status", str(EXAMPLE), "--no-consul", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = {r["flavour"]: r for r in json.loads(result.output)["flavours"]}
+    assert rows["cntwn"]["registered"] is True and rows["cntwn"]["running"] == 2
+    assert rows["elastic"]["job_status"] == "not registered"

@@ -1,0 +1,1063 @@
+"""Tests of tests/fake_nomad.py: the fake Nomad HTTP API that nomadwn's deploy tests run against."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nomad
+import nomad.api.exceptions as nomad_exc
+import pytest
+import requests
+
+from tests.fake_nomad import (
+    ENFORCE_INDEX_PREFIX,
+    FakeNode,
+    FakeNomad,
+    go_duration,
+    job_diff,
+    parse_go_duration,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nomad"
+GLASGOW = ROOT / "jobspecs" / "glasgow"
+STEP = 0.02
+
+Json = dict[str, Any]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNomad]:
+    with FakeNomad(step_delay=STEP) as f:
+        yield f
+
+
+@pytest.fixture(autouse=True)
+def _no_nomad_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-nomad reads NOMAD_* from the environment; keep the host's out of these tests."""
+    for var in (
+        "NOMAD_ADDR",
+        "NOMAD_TOKEN",
+        "NOMAD_NAMESPACE",
+        "NOMAD_REGION",
+        "NOMAD_CLIENT_CERT",
+        "NOMAD_CLIENT_KEY",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+def job_body(
+    job_id: str = "web",
+    *,
+    type_: str = "service",
+    count: int | None = 2,
+    image: str = "registry.example/scotgrid/condor:1.0",
+    canary: int = 0,
+    auto_promote: bool = False,
+    auto_revert: bool = False,
+) -> Json:
+    """A job shaped like nomadwn's: one group "worker", one docker task "condor" with a "startd" check."""
+    group: Json = {
+        "Name": "worker",
+        "RestartPolicy": {"Attempts": 2, "Delay": 15_000_000_000, "Interval": 1_800_000_000_000, "Mode": "fail"},
+        "Tasks": [
+            {
+                "Name": "condor",
+                "Driver": "docker",
+                "Config": {"image": image, "entrypoint": ["/bin/sh", "/local/start.sh"]},
+                "Resources": {"Cores": 2, "MemoryMB": 4096},
+                "KillTimeout": 30_000_000_000,
+                "Services": [
+                    {
+                        "Name": "condor-startd",
+                        "Provider": "consul",
+                        "Checks": [{"Name": "startd", "Type": "script", "Command": "condor_who"}],
+                    }
+                ],
+            }
+        ],
+    }
+    if count is not None:
+        group["Count"] = count
+    job: Json = {
+        "ID": job_id,
+        "Name": job_id,
+        "Type": type_,
+        "Datacenters": ["scotgrid"],
+        "Namespace": "default",
+        "Region": "global",
+        "Meta": {"nomadwn_site": "glasgow"},
+        "TaskGroups": [group],
+    }
+    if type_ == "service":
+        job["Update"] = {
+            "MaxParallel": 2,
+            "Canary": canary,
+            "AutoPromote": auto_promote,
+            "AutoRevert": auto_revert,
+            "MinHealthyTime": 10_000_000_000,
+        }
+    return {"Job": job}
+
+
+def url(fake: FakeNomad, path: str) -> str:
+    return f"{fake.address}{path}"
+
+
+def get(fake: FakeNomad, path: str, **params: Any) -> requests.Response:
+    return requests.get(url(fake, path), params=params, timeout=10)
+
+
+def register(fake: FakeNomad, body: Json, **extra: Any) -> requests.Response:
+    return requests.post(url(fake, "/v1/jobs"), json={**body, **extra}, timeout=10)
+
+
+def index_of(response: requests.Response) -> int:
+    return int(response.headers["X-Nomad-Index"])
+
+
+def load_fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))["payload"]
+
+
+def assert_keys(doc: Any, ours: Any, where: str) -> None:
+    """Every key of Nomad's documented payload is in the fake's."""
+    assert isinstance(doc, dict), where
+    assert isinstance(ours, dict), f"{where}: fake gave {type(ours).__name__}"
+    missing = sorted(set(doc) - set(ours))
+    assert not missing, f"{where}: fake lacks {missing}"
+
+
+def live_allocs(fake: FakeNomad, job_id: str = "web") -> list[Json]:
+    """The job's allocations that are neither stopping nor terminal."""
+    return [
+        a
+        for a in get(fake, f"/v1/job/{job_id}/allocations").json()
+        if a["DesiredStatus"] == "run" and a["ClientStatus"] in ("pending", "running")
+    ]
+
+
+def wait_deployment(fake: FakeNomad, job_id: str, version: int, status: str, timeout: float = 5.0) -> Json:
+    """Follow the job's latest deployment with blocking queries until it is ``version`` in ``status``."""
+    deadline = time.monotonic() + timeout
+    index = 0
+    while time.monotonic() < deadline:
+        response = get(fake, f"/v1/job/{job_id}/deployment", index=index, wait="1s")
+        index = index_of(response)
+        dep = response.json()
+        if dep and (dep["JobVersion"], dep["Status"]) == (version, status):
+            return dict(dep)
+    raise AssertionError(f"no {status} deployment of {job_id} version {version} within {timeout}s")
+
+
+def deployed(fake: FakeNomad, body: Json) -> Json:
+    """Register ``body``, let the fake settle, return the job."""
+    assert register(fake, body).status_code == 200
+    fake.settle()
+    job = fake.job(body["Job"]["ID"])
+    assert job is not None
+    return job
+
+
+# ---------------------------------------------------------------------------
+# Basics
+
+
+def test_address_binds_a_free_port_and_answers() -> None:
+    session = requests.Session()
+    with FakeNomad() as one, FakeNomad() as two:
+        assert one.address.startswith("http://127.0.0.1:")
+        assert one.port != two.port
+        assert get(one, "/v1/status/leader").json() == "127.0.0.1:4647"
+        assert session.get(url(one, "/v1/status/leader"), timeout=2).status_code == 200  # a kept-alive connection
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url(one, "/v1/status/leader"), timeout=2)
+    with pytest.raises(requests.ConnectionError):
+        session.get(url(one, "/v1/status/leader"), timeout=2)
+    session.close()
+
+
+def test_go_durations() -> None:
+    assert parse_go_duration("5s") == 5
+    assert parse_go_duration("300ms") == pytest.approx(0.3)
+    assert parse_go_duration("1m30s") == 90
+    assert parse_go_duration("1.5h") == 5400
+    assert parse_go_duration("0") == 0
+    for bad in ("", "5", "5x", "s", "1m30"):
+        with pytest.raises(ValueError):
+            parse_go_duration(bad)
+    assert go_duration(1_800_000_000_000) == "30m0s"
+    assert go_duration(15_000_000_000) == "15s"
+    assert go_duration(3_600_000_000_000) == "1h0m0s"
+
+
+def test_every_get_carries_x_nomad_index(fake: FakeNomad) -> None:
+    deployed(fake, job_body())
+    allocs = get(fake, "/v1/job/web/allocations").json()
+    ev = fake.evaluations("web")[0]
+    dep = get(fake, "/v1/job/web/deployment").json()
+    for path in (
+        "/v1/jobs",
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/allocations",
+        "/v1/job/web/evaluations",
+        "/v1/job/web/deployment",
+        "/v1/job/web/deployments",
+        "/v1/job/web/summary",
+        "/v1/job/web/scale",
+        f"/v1/allocation/{allocs[0]['ID']}",
+        f"/v1/evaluation/{ev['ID']}",
+        f"/v1/deployment/{dep['ID']}",
+        "/v1/job/missing",
+    ):
+        response = get(fake, path, namespace="default")
+        assert int(response.headers["X-Nomad-Index"]) >= 1, path
+        assert response.headers["X-Nomad-KnownLeader"] == "true", path
+
+
+def test_missing_objects_are_404_with_nomads_texts(fake: FakeNomad) -> None:
+    for path, text in (
+        ("/v1/job/nope", "job not found"),
+        ("/v1/job/nope/versions", "job versions not found"),
+        ("/v1/allocation/nope", "alloc not found"),
+        ("/v1/evaluation/nope", "eval not found"),
+        ("/v1/deployment/nope", "deployment not found"),
+    ):
+        response = get(fake, path)
+        assert (response.status_code, response.text) == (404, text), path
+    assert get(fake, "/v1/job/nope/deployment").json() is None
+    assert get(fake, "/v1/job/nope/allocations").json() == []
+    assert get(fake, "/v1/no/such/endpoint").status_code == 404
+    assert get(fake, "/v1/job/web", region="elsewhere").text == "No path to region"
+
+
+# ---------------------------------------------------------------------------
+# Blocking queries
+
+
+def _blocking_get(fake: FakeNomad, path: str, out: dict[str, Any], **params: Any) -> None:
+    start = time.monotonic()
+    out["response"] = get(fake, path, **params)
+    out["elapsed"] = time.monotonic() - start
+
+
+def test_blocking_query_returns_early_on_change(fake: FakeNomad) -> None:
+    deployed(fake, job_body())
+    first = get(fake, "/v1/job/web/allocations")
+    index = index_of(first)
+    out: dict[str, Any] = {}
+    waiter = threading.Thread(
+        target=_blocking_get, args=(fake, "/v1/job/web/allocations", out), kwargs={"index": index, "wait": "5s"}
+    )
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive(), "the query returned before anything changed"
+    fake.fail_alloc(first.json()[0]["ID"], "Driver Failure", "boom")
+    waiter.join(timeout=10)
+    assert index_of(out["response"]) > index
+    assert out["elapsed"] < 4.0
+    assert {a["ClientStatus"] for a in out["response"].json()} == {"running", "failed"}
+
+
+def test_blocking_query_times_out_without_change(fake: FakeNomad) -> None:
+    deployed(fake, job_body())
+    response = get(fake, "/v1/job/web/deployment")
+    index = index_of(response)
+    start = time.monotonic()
+    again = get(fake, "/v1/job/web/deployment", index=index, wait="300ms")
+    elapsed = time.monotonic() - start
+    assert index_of(again) == index
+    assert again.json() == response.json()
+    assert 0.25 <= elapsed < 3.0
+
+
+def test_blocking_query_ignores_unrelated_changes(fake: FakeNomad) -> None:
+    deployed(fake, job_body("alpha"))
+    job = get(fake, "/v1/job/alpha")
+    index = index_of(job)
+    assert index == job.json()["ModifyIndex"]  # a single object answers with its own ModifyIndex
+    out: dict[str, Any] = {}
+    waiter = threading.Thread(
+        target=_blocking_get, args=(fake, "/v1/job/alpha", out), kwargs={"index": index, "wait": "500ms"}
+    )
+    waiter.start()
+    time.sleep(0.05)
+    deployed(fake, job_body("beta"))
+    waiter.join(timeout=10)
+    assert index_of(out["response"]) == index  # beta did not wake alpha's query
+    assert out["elapsed"] >= 0.45
+
+
+def test_list_query_answers_with_the_table_index(fake: FakeNomad) -> None:
+    """Like Nomad, a list answers with its table's index, which other jobs move too."""
+    deployed(fake, job_body("alpha"))
+    index = index_of(get(fake, "/v1/job/alpha/allocations"))
+    deployed(fake, job_body("beta"))
+    again = get(fake, "/v1/job/alpha/allocations", index=index, wait="2s")
+    assert index_of(again) > index  # returned at once: the allocs table moved past index
+
+
+def test_blocking_query_parameters_are_validated(fake: FakeNomad) -> None:
+    assert (get(fake, "/v1/jobs", index="x").status_code, get(fake, "/v1/jobs", index="x").text) == (
+        400,
+        "Invalid index",
+    )
+    bad_wait = get(fake, "/v1/jobs", index=1, wait="soon")
+    assert (bad_wait.status_code, bad_wait.text) == (400, "Invalid wait time")
+
+
+def test_close_releases_blocked_queries() -> None:
+    f = FakeNomad(step_delay=STEP).start()
+    index = index_of(get(f, "/v1/jobs"))
+    out: dict[str, Any] = {}
+    waiter = threading.Thread(target=_blocking_get, args=(f, "/v1/jobs", out), kwargs={"index": index, "wait": "60s"})
+    waiter.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    f.close()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+    assert time.monotonic() - start < 5
+
+
+# ---------------------------------------------------------------------------
+# Register and its semantics
+
+
+def test_register_creates_a_pending_eval_then_completes_it(fake: FakeNomad) -> None:
+    response = register(fake, job_body())
+    body = response.json()
+    assert set(body) == {
+        "EvalID",
+        "EvalCreateIndex",
+        "JobModifyIndex",
+        "Warnings",
+        "Index",
+        "LastContact",
+        "KnownLeader",
+    }
+    assert body["EvalCreateIndex"] == body["JobModifyIndex"] == index_of(response)
+    ev = get(fake, f"/v1/evaluation/{body['EvalID']}").json()
+    assert (ev["Status"], ev["TriggeredBy"], ev["Type"]) == ("pending", "job-register", "service")
+    done = get(fake, f"/v1/evaluation/{body['EvalID']}", index=ev["ModifyIndex"], wait="5s").json()
+    assert done["Status"] == "complete"
+    assert done["DeploymentID"]
+    job = get(fake, "/v1/job/web").json()
+    assert (job["Version"], job["JobModifyIndex"], job["CreateIndex"]) == (
+        0,
+        body["JobModifyIndex"],
+        body["JobModifyIndex"],
+    )
+
+
+def test_register_on_job_path_checks_the_id(fake: FakeNomad) -> None:
+    ok = requests.post(url(fake, "/v1/job/web"), json=job_body(), timeout=10)
+    assert ok.status_code == 200
+    wrong = requests.post(url(fake, "/v1/job/other"), json=job_body(), timeout=10)
+    assert (wrong.status_code, wrong.text) == (400, "Job ID does not match name")
+    assert register(fake, {"Job": None}).text == "Job must be specified"
+    nothing = requests.post(url(fake, "/v1/jobs"), timeout=10)
+    assert nothing.status_code == 400
+    no_groups = copy.deepcopy(job_body("empty"))
+    no_groups["Job"]["TaskGroups"] = []
+    invalid = register(fake, no_groups)
+    assert invalid.status_code == 500
+    assert "Missing job task groups" in invalid.text
+
+
+def test_enforce_index_conflicts(fake: FakeNomad) -> None:
+    missing = register(fake, job_body(), EnforceIndex=True, JobModifyIndex=5)
+    assert (missing.status_code, missing.text) == (500, f"{ENFORCE_INDEX_PREFIX} 5: job does not exist")
+    created = register(fake, job_body(), EnforceIndex=True, JobModifyIndex=0)
+    assert created.status_code == 200
+    jmi = created.json()["JobModifyIndex"]
+    exists = register(fake, job_body(), EnforceIndex=True, JobModifyIndex=0)
+    assert (exists.status_code, exists.text) == (500, f"{ENFORCE_INDEX_PREFIX} 0: job already exists")
+    stale = register(fake, job_body(image="x:2"), EnforceIndex=True, JobModifyIndex=jmi - 1)
+    assert stale.status_code == 500
+    assert stale.text == f"{ENFORCE_INDEX_PREFIX} {jmi - 1}: job exists with conflicting job modify index: {jmi}"
+    fresh = register(fake, job_body(image="x:2"), EnforceIndex=True, JobModifyIndex=jmi)
+    assert fresh.status_code == 200
+    assert fresh.json()["JobModifyIndex"] > jmi
+    sent = fake.requests_to("POST", "/v1/jobs")[-1]
+    assert (sent.body["EnforceIndex"], sent.body["JobModifyIndex"]) == (True, jmi)
+
+
+def test_identical_register_keeps_version_but_evaluates(fake: FakeNomad) -> None:
+    job = deployed(fake, job_body())
+    again = register(fake, job_body())
+    assert again.status_code == 200
+    assert again.json()["JobModifyIndex"] == job["JobModifyIndex"]
+    assert again.json()["EvalID"]  # Nomad still creates an evaluation
+    assert again.json()["EvalCreateIndex"] > job["JobModifyIndex"]
+    fake.settle()
+    after = fake.job("web")
+    assert after is not None
+    assert (after["Version"], after["JobModifyIndex"]) == (0, job["JobModifyIndex"])
+    # re-submitting what GET returned (with server-set fields) is identical too
+    assert register(fake, {"Job": get(fake, "/v1/job/web").json()}).json()["JobModifyIndex"] == job["JobModifyIndex"]
+    changed = register(fake, job_body(image="registry.example/scotgrid/condor:2.0"))
+    assert changed.json()["JobModifyIndex"] > job["JobModifyIndex"]
+    assert get(fake, "/v1/job/web").json()["Version"] == 1
+
+
+def test_preserve_counts_keeps_the_scaled_count(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=2))
+    fake.set_count("web", "worker", 5)
+    fake.settle()
+    register(fake, job_body(count=2, image="x:2"), PreserveCounts=True)
+    fake.settle()
+    job = get(fake, "/v1/job/web").json()
+    assert job["TaskGroups"][0]["Count"] == 5
+    live = live_allocs(fake)
+    assert len(live) == 5
+    assert fake.requests_to("POST", "/v1/jobs")[-1].body["PreserveCounts"] is True
+    register(fake, job_body(count=2, image="x:3"))
+    fake.settle()
+    assert get(fake, "/v1/job/web").json()["TaskGroups"][0]["Count"] == 2
+
+
+def test_jobs_list_and_prefix(fake: FakeNomad) -> None:
+    deployed(fake, job_body("glasgow-a"))
+    deployed(fake, job_body("other"))
+    everything = get(fake, "/v1/jobs").json()
+    assert [j["ID"] for j in everything] == ["glasgow-a", "other"]
+    some = get(fake, "/v1/jobs", prefix="glasgow").json()
+    assert [j["ID"] for j in some] == ["glasgow-a"]
+    assert some[0]["JobSummary"]["Summary"]["worker"]["Running"] == 2
+    assert "Meta" in get(fake, "/v1/jobs", meta="true").json()[0]
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+
+
+def test_scenario_healthy_service(fake: FakeNomad) -> None:
+    job = deployed(fake, job_body())
+    assert (job["Status"], job["Stable"]) == ("running", True)
+    allocs = get(fake, "/v1/job/web/allocations").json()
+    assert len(allocs) == 2
+    for alloc in allocs:
+        assert (alloc["ClientStatus"], alloc["DesiredStatus"], alloc["JobVersion"]) == ("running", "run", 0)
+        assert alloc["DeploymentStatus"]["Healthy"] is True
+        assert alloc["NodeID"] in {n.id for n in fake.nodes}
+        assert alloc["NodeName"] in {n.name for n in fake.nodes}
+        state = alloc["TaskStates"]["condor"]
+        assert (state["State"], state["Failed"], state["Restarts"]) == ("running", False, 0)
+        assert [e["Type"] for e in state["Events"]] == ["Received", "Task Setup", "Driver", "Started"]
+    dep = get(fake, "/v1/job/web/deployment").json()
+    assert (dep["Status"], dep["StatusDescription"]) == ("successful", "Deployment completed successfully")
+    group = dep["TaskGroups"]["worker"]
+    assert (group["DesiredTotal"], group["PlacedAllocs"], group["HealthyAllocs"], group["UnhealthyAllocs"]) == (
+        2,
+        2,
+        2,
+        0,
+    )
+    assert group["RequireProgressBy"].endswith("Z")
+
+
+def test_scenario_bad_image(fake: FakeNomad) -> None:
+    fake.script("web", "bad_image")
+    job = deployed(fake, job_body(image="registry.example/x:broken"))
+    allocs = get(fake, "/v1/job/web/allocations").json()
+    assert {a["ClientStatus"] for a in allocs} == {"failed"}
+    state = allocs[0]["TaskStates"]["condor"]
+    assert (state["State"], state["Failed"]) == ("dead", True)
+    failure = next(e for e in state["Events"] if e["Type"] == "Driver Failure")
+    assert failure["DisplayMessage"].startswith(
+        "Failed to pull `registry.example/x:broken`: Error response from daemon"
+    )
+    assert "manifest unknown" in failure["DriverError"]
+    assert state["Events"][-1]["Type"] == "Not Restarting"
+    assert allocs[0]["DeploymentStatus"]["Healthy"] is False
+    dep = get(fake, "/v1/job/web/deployment").json()
+    assert (dep["Status"], dep["StatusDescription"]) == ("failed", "Failed due to unhealthy allocations")
+    assert job["Status"] == "dead"
+
+
+def test_scenario_unplaceable(fake: FakeNomad) -> None:
+    fake.script("web", "unplaceable", constraint="${attr.kernel.name} = linux", filtered=2, dimension=None)
+    register_eval = register(fake, job_body()).json()["EvalID"]
+    fake.settle()
+    assert get(fake, "/v1/job/web/allocations").json() == []
+    ev = get(fake, f"/v1/evaluation/{register_eval}").json()
+    assert ev["Status"] == "complete"
+    metric = ev["FailedTGAllocs"]["worker"]
+    assert metric["NodesEvaluated"] == 2
+    assert metric["NodesFiltered"] == 2
+    assert metric["ConstraintFiltered"] == {"${attr.kernel.name} = linux": 2}
+    assert metric["NodesAvailable"] == {"scotgrid": 2}
+    blocked = get(fake, f"/v1/evaluation/{ev['BlockedEval']}").json()
+    assert (blocked["Status"], blocked["PreviousEval"]) == ("blocked", ev["ID"])
+    assert blocked["StatusDescription"] == "created to place remaining allocations"
+    assert get(fake, "/v1/job/web").json()["Status"] == "pending"
+    assert get(fake, "/v1/job/web/summary").json()["Summary"]["worker"]["Queued"] == 2
+    related = get(fake, f"/v1/evaluation/{ev['ID']}", related="true").json()["RelatedEvals"]
+    assert [r["ID"] for r in related] == [blocked["ID"]]
+
+
+def test_unplaceable_default_metric_and_recovery(fake: FakeNomad) -> None:
+    fake.script("web", "unplaceable")
+    deployed(fake, job_body())
+    ev = next(e for e in fake.evaluations("web") if e["FailedTGAllocs"])
+    metric = ev["FailedTGAllocs"]["worker"]
+    assert metric["ConstraintFiltered"] == {"${attr.kernel.name} = linux": 1}
+    assert metric["DimensionExhausted"] == {"memory": 1}
+    assert metric["NodesFiltered"] + metric["NodesExhausted"] == metric["NodesEvaluated"] == 2
+    # capacity arrives: the blocked evaluation runs again and places the job
+    fake.script("web", "healthy")
+    fake.add_node(FakeNode(id="00000000-0000-4000-8000-000000000003", name="nomad-client-3"))
+    fake.settle()
+    assert get(fake, "/v1/job/web/deployment").json()["Status"] == "successful"
+    assert len(get(fake, "/v1/job/web/allocations").json()) == 2
+
+
+def test_scenario_failing_check(fake: FakeNomad) -> None:
+    fake.script("web", "failing_check")
+    deployed(fake, job_body())
+    allocs = get(fake, "/v1/job/web/allocations").json()
+    assert {a["ClientStatus"] for a in allocs} == {"running"}
+    assert {a["DeploymentStatus"]["Healthy"] for a in allocs} == {False}
+    state = allocs[0]["TaskStates"]["condor"]
+    signaled = next(e for e in state["Events"] if e["Type"] == "Restart Signaled")
+    assert signaled["DisplayMessage"] == 'healthcheck: check "startd" unhealthy'
+    assert state["Restarts"] == 1
+    dep = get(fake, "/v1/job/web/deployment").json()
+    assert (dep["Status"], dep["StatusDescription"]) == ("failed", "Failed due to unhealthy allocations")
+    assert dep["TaskGroups"]["worker"]["UnhealthyAllocs"] == 2
+
+
+def test_scenario_oom(fake: FakeNomad) -> None:
+    fake.script("web", "oom")
+    deployed(fake, job_body())
+    alloc = get(fake, "/v1/job/web/allocations").json()[0]
+    assert alloc["ClientStatus"] == "failed"
+    events = alloc["TaskStates"]["condor"]["Events"]
+    oom = [e for e in events if e["Type"] == "Terminated"]
+    assert oom
+    assert oom[-1]["ExitCode"] == 137
+    assert oom[-1]["Details"]["oom_killed"] == "true"
+    assert oom[-1]["DisplayMessage"] == 'Exit Code: 137, Exit Message: "OOM Killed"'
+    assert events[-1]["Type"] == "Not Restarting"
+    assert events[-1]["DisplayMessage"] == 'Exceeded allowed attempts 2 in interval 30m0s and mode is "fail"'
+    assert alloc["TaskStates"]["condor"]["Restarts"] == 1
+    assert get(fake, "/v1/job/web/deployment").json()["Status"] == "failed"
+
+
+def test_scenario_batch_complete(fake: FakeNomad) -> None:
+    fake.script("batchy", "batch_complete")
+    job = deployed(fake, job_body("batchy", type_="batch", count=2))
+    allocs = get(fake, "/v1/job/batchy/allocations").json()
+    assert {a["ClientStatus"] for a in allocs} == {"complete"}
+    state = allocs[0]["TaskStates"]["condor"]
+    assert (state["State"], state["Failed"]) == ("dead", False)
+    assert state["Events"][-1]["DisplayMessage"] == "Exit Code: 0"
+    assert job["Status"] == "dead"
+    assert get(fake, "/v1/job/batchy/deployment").json() is None  # batch jobs have no deployments
+    assert allocs[0]["DeploymentStatus"] is None
+
+
+def test_scenario_affects_only_some_allocations_and_versions(fake: FakeNomad) -> None:
+    fake.script("web", "bad_image", affected=1)
+    deployed(fake, job_body(count=3))
+    statuses = sorted(a["ClientStatus"] for a in get(fake, "/v1/job/web/allocations").json())
+    assert statuses == ["failed", "running", "running"]
+    fake.script("other", "oom", version=1)
+    deployed(fake, job_body("other"))
+    assert get(fake, "/v1/job/other/deployment").json()["Status"] == "successful"
+    with pytest.raises(ValueError, match="unknown scenario"):
+        fake.script("web", "meteor")
+
+
+def test_system_job_gets_one_alloc_per_node_and_no_deployment(fake: FakeNomad) -> None:
+    job = deployed(fake, job_body("sys", type_="system", count=None))
+    allocs = get(fake, "/v1/job/sys/allocations").json()
+    assert sorted(a["NodeID"] for a in allocs) == sorted(n.id for n in fake.nodes)
+    assert {a["Name"] for a in allocs} == {"sys.worker[0]"}
+    assert {a["ClientStatus"] for a in allocs} == {"running"}
+    assert get(fake, "/v1/job/sys/deployment").json() is None
+    assert job["Status"] == "running"
+    three = FakeNomad(step_delay=STEP, nodes=[FakeNode(id=f"node-{i}", name=f"n{i}") for i in range(3)])
+    with three:
+        deployed(three, job_body("sys", type_="system", count=None))
+        assert len(get(three, "/v1/job/sys/allocations").json()) == 3
+
+
+@pytest.mark.parametrize("name", ["cntwn", "elastic", "ephemeral"])
+def test_glasgow_jobspecs_deploy(fake: FakeNomad, name: str) -> None:
+    body = json.loads((GLASGOW / f"{name}.json").read_text(encoding="utf-8"))
+    job = deployed(fake, body)
+    allocs = get(fake, f"/v1/job/{job['ID']}/allocations").json()
+    assert allocs
+    assert {a["ClientStatus"] for a in allocs} == {"running"}
+    dep = get(fake, f"/v1/job/{job['ID']}/deployment").json()
+    if job["Type"] == "service":
+        assert dep["Status"] == "successful"
+    else:
+        assert dep is None
+
+
+def test_fail_alloc_helper(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=1))
+    alloc = get(fake, "/v1/job/web/allocations").json()[0]
+    fake.fail_alloc(alloc["ID"], "Driver Failure", "docker daemon unreachable")
+    again = get(fake, f"/v1/allocation/{alloc['ID']}").json()
+    assert again["ClientStatus"] == "failed"
+    last = again["TaskStates"]["condor"]["Events"][-1]
+    assert (last["Type"], last["DisplayMessage"]) == ("Driver Failure", "docker daemon unreachable")
+    assert again["Job"]["ID"] == "web"  # the full allocation carries its job
+
+
+# ---------------------------------------------------------------------------
+# Plan
+
+
+def test_plan_new_identical_and_changed(fake: FakeNomad) -> None:
+    new = requests.post(url(fake, "/v1/job/web/plan"), json={**job_body(), "Diff": True}, timeout=10).json()
+    assert new["Diff"]["Type"] == "Added"
+    assert new["JobModifyIndex"] == 0
+    assert new["Annotations"]["DesiredTGUpdates"]["worker"]["Place"] == 2
+    assert new["FailedTGAllocs"] is None
+    assert new["Diff"]["TaskGroups"][0]["Updates"] == {"create": 2}
+    job = deployed(fake, job_body())
+    same = requests.post(url(fake, "/v1/job/web/plan"), json={**job_body(), "Diff": True}, timeout=10).json()
+    assert same["Diff"]["Type"] == "None"
+    assert same["JobModifyIndex"] == job["JobModifyIndex"]
+    assert same["Annotations"]["DesiredTGUpdates"]["worker"]["Ignore"] == 2
+    changed_body = job_body(image="registry.example/scotgrid/condor:2.0", count=3)
+    changed = requests.post(url(fake, "/v1/job/web/plan"), json={**changed_body, "Diff": True}, timeout=10).json()
+    diff = changed["Diff"]
+    assert diff["Type"] == "Edited"
+    group = diff["TaskGroups"][0]
+    count = next(f for f in group["Fields"] if f["Name"] == "Count")
+    assert (count["Type"], count["Old"], count["New"], count["Annotations"]) == ("Edited", "2", "3", ["forces create"])
+    task = group["Tasks"][0]
+    config = next(o for o in task["Objects"] if o["Name"] == "Config")
+    image = next(f for f in config["Fields"] if f["Name"] == "image")
+    assert (image["Old"], image["New"]) == (
+        "registry.example/scotgrid/condor:1.0",
+        "registry.example/scotgrid/condor:2.0",
+    )
+    assert task["Annotations"] == ["forces create/destroy update"]
+    updates = changed["Annotations"]["DesiredTGUpdates"]["worker"]
+    assert (updates["DestructiveUpdate"], updates["Place"]) == (2, 1)
+    assert get(fake, "/v1/job/web").json()["Version"] == 0  # plan changes nothing
+    mismatch = requests.post(url(fake, "/v1/job/other/plan"), json=job_body(), timeout=10)
+    assert (mismatch.status_code, mismatch.text) == (400, "Job ID does not match")
+
+
+def test_plan_reports_failed_allocations_when_unplaceable(fake: FakeNomad) -> None:
+    fake.script("web", "unplaceable", dimension="cpu", filtered=0)
+    plan = requests.post(url(fake, "/v1/job/web/plan"), json={**job_body(), "Diff": True}, timeout=10).json()
+    assert plan["FailedTGAllocs"]["worker"]["DimensionExhausted"] == {"cpu": 2}
+    assert plan["CreatedEvals"][0]["Status"] == "blocked"
+
+
+def test_job_diff_of_meta_and_datacenters() -> None:
+    old = job_body()["Job"]
+    new = copy.deepcopy(old)
+    new["Meta"]["nomadwn_site"] = "edinburgh"
+    new["Datacenters"] = ["scotgrid", "ecdf"]
+    diff = job_diff(old, new)
+    meta = next(f for f in diff["Fields"] if f["Name"] == "Meta[nomadwn_site]")
+    assert (meta["Type"], meta["Old"], meta["New"]) == ("Edited", "glasgow", "edinburgh")
+    dcs = next(o for o in diff["Objects"] if o["Name"] == "Datacenters")
+    assert dcs["Type"] == "Edited"
+    assert dcs["Fields"] == [{"Type": "Added", "Name": "Datacenters", "Old": "", "New": "ecdf", "Annotations": None}]
+    assert job_diff(old, old)["Type"] == "None"
+
+
+# ---------------------------------------------------------------------------
+# Versions, revert, scale, stop
+
+
+def test_versions_and_revert(fake: FakeNomad) -> None:
+    fake.script("web", "bad_image", version=1)
+    deployed(fake, job_body(image="good:1"))
+    deployed(fake, job_body(image="bad:2"))
+    assert get(fake, "/v1/job/web/deployment").json()["Status"] == "failed"
+    versions = get(fake, "/v1/job/web/versions").json()
+    assert versions["Diffs"] is None
+    assert [(v["Version"], v["Stable"]) for v in versions["Versions"]] == [(1, False), (0, True)]
+    with_diffs = get(fake, "/v1/job/web/versions", diffs="true").json()
+    assert with_diffs["Diffs"][0]["Type"] == "Edited"
+    current = requests.post(url(fake, "/v1/job/web/revert"), json={"JobID": "web", "JobVersion": 1}, timeout=10)
+    assert (current.status_code, current.text) == (500, "can't revert to current version")
+    enforced = requests.post(
+        url(fake, "/v1/job/web/revert"), json={"JobID": "web", "JobVersion": 0, "EnforcePriorVersion": 5}, timeout=10
+    )
+    assert (enforced.status_code, enforced.text) == (500, "Current job has version 1; enforcing version 5")
+    reverted = requests.post(
+        url(fake, "/v1/job/web/revert"), json={"JobID": "web", "JobVersion": 0, "EnforcePriorVersion": 1}, timeout=10
+    )
+    assert reverted.status_code == 200
+    assert reverted.json()["EvalID"]
+    fake.settle()
+    job = get(fake, "/v1/job/web").json()
+    assert job["Version"] == 2
+    assert job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] == "good:1"
+    assert get(fake, "/v1/job/web/deployment").json()["Status"] == "successful"
+    live = live_allocs(fake)
+    assert {(a["JobVersion"], a["ClientStatus"]) for a in live} == {(2, "running")}
+    assert len(live) == 2
+    missing = requests.post(url(fake, "/v1/job/web/revert"), json={"JobID": "web", "JobVersion": 9}, timeout=10)
+    assert missing.text == 'job "web" in namespace "default" at version 9 not found'
+
+
+def test_auto_revert_rolls_back_to_the_stable_version(fake: FakeNomad) -> None:
+    fake.script("web", "failing_check", version=1)
+    deployed(fake, job_body(image="good:1", auto_revert=True))
+    deployed(fake, job_body(image="bad:2", auto_revert=True))
+    fake.settle()
+    deployments = get(fake, "/v1/job/web/deployments").json()
+    failed = next(d for d in deployments if d["JobVersion"] == 1)
+    assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
+    job = get(fake, "/v1/job/web").json()
+    assert (job["Version"], job["TaskGroups"][0]["Tasks"][0]["Config"]["image"]) == (2, "good:1")
+
+
+def test_scale(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=2))
+    fake.script("web", "healthy", delay=0.3)  # slow clients keep the next deployment running a while
+    scaled = requests.post(
+        url(fake, "/v1/job/web/scale"),
+        json={"Count": 3, "Target": {"Group": "worker"}, "Message": "more pilots", "PolicyOverride": False},
+        timeout=10,
+    )
+    assert scaled.status_code == 200
+    body = scaled.json()
+    assert body["EvalID"]
+    wait_deployment(fake, "web", 1, "running")
+    blocked = requests.post(
+        url(fake, "/v1/job/web/scale"), json={"Count": 4, "Target": {"Group": "worker"}}, timeout=10
+    )
+    assert (blocked.status_code, blocked.text) == (400, "job scaling blocked due to active deployment")
+    fake.settle()
+    job = get(fake, "/v1/job/web").json()
+    assert (job["Version"], job["TaskGroups"][0]["Count"]) == (1, 3)
+    status = get(fake, "/v1/job/web/scale").json()
+    group = status["TaskGroups"]["worker"]
+    assert (group["Desired"], group["Running"]) == (3, 3)
+    event = group["Events"][0]
+    assert (event["Count"], event["PreviousCount"], event["Message"], event["EvalID"]) == (
+        3,
+        2,
+        "more pilots",
+        body["EvalID"],
+    )
+    live = live_allocs(fake)
+    assert len(live) == 3
+    assert {a["JobVersion"] for a in live} == {1}  # the two old ones were updated in place
+    nogroup = requests.post(url(fake, "/v1/job/web/scale"), json={"Count": 1, "Target": {"Group": "x"}}, timeout=10)
+    assert (nogroup.status_code, nogroup.text) == (400, 'task group "x" specified for scaling does not exist in job')
+    down = requests.post(url(fake, "/v1/job/web/scale"), json={"Count": 1, "Target": {"Group": "worker"}}, timeout=10)
+    assert down.status_code == 200
+    fake.settle()
+    assert len(live_allocs(fake)) == 1
+
+
+def test_scale_refuses_system_jobs_and_unknown_jobs(fake: FakeNomad) -> None:
+    deployed(fake, job_body("sys", type_="system", count=None))
+    system = requests.post(url(fake, "/v1/job/sys/scale"), json={"Count": 3, "Target": {"Group": "worker"}}, timeout=10)
+    assert (system.status_code, system.text) == (400, 'cannot scale jobs of type "system"')
+    unknown = requests.post(url(fake, "/v1/job/nope/scale"), json={"Count": 3, "Target": {"Group": "w"}}, timeout=10)
+    assert (unknown.status_code, unknown.text) == (404, 'job "nope" not found')
+
+
+def test_stop_and_purge(fake: FakeNomad) -> None:
+    deployed(fake, job_body())
+    stopped = requests.delete(url(fake, "/v1/job/web"), params={"purge": "false"}, timeout=10)
+    assert stopped.status_code == 200
+    assert stopped.json()["EvalID"]
+    fake.settle()
+    job = get(fake, "/v1/job/web").json()
+    assert (job["Stop"], job["Status"], job["Version"]) == (True, "dead", 1)
+    allocs = get(fake, "/v1/job/web/allocations").json()
+    assert {(a["DesiredStatus"], a["ClientStatus"]) for a in allocs} == {("stop", "complete")}
+    events = [e["Type"] for e in allocs[0]["TaskStates"]["condor"]["Events"]]
+    assert events[-3:] == ["Killing", "Terminated", "Killed"]
+    ev = fake.evaluations("web")[-1]
+    assert ev["TriggeredBy"] == "job-deregister"
+    purged = requests.delete(url(fake, "/v1/job/web"), params={"purge": "true"}, timeout=10)
+    assert purged.status_code == 200
+    gone = get(fake, "/v1/job/web")
+    assert (gone.status_code, gone.text) == (404, "job not found")
+    assert get(fake, "/v1/jobs").json() == []
+    again = deployed(fake, job_body())
+    assert again["Version"] == 0  # a purged job starts over
+    assert len(get(fake, "/v1/job/web/allocations").json()) == 2
+    assert len(get(fake, "/v1/job/web/allocations", all="true").json()) == 4
+
+
+def test_purge_of_a_running_job_stops_its_allocations(fake: FakeNomad) -> None:
+    deployed(fake, job_body())
+    requests.delete(url(fake, "/v1/job/web"), params={"purge": "true"}, timeout=10)
+    fake.settle()
+    assert get(fake, "/v1/job/web").status_code == 404
+    assert {a["ClientStatus"] for a in get(fake, "/v1/job/web/allocations").json()} == {"complete"}
+
+
+# ---------------------------------------------------------------------------
+# Deployments: canaries, promote, fail
+
+
+def test_canaries_need_promotion(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=2, canary=1))
+    first = get(fake, "/v1/job/web/deployment").json()
+    assert first["TaskGroups"]["worker"]["DesiredCanaries"] == 0  # no canaries for a new job
+    deployed(fake, job_body(count=2, canary=1, image="registry.example/scotgrid/condor:2.0"))
+    dep = get(fake, "/v1/job/web/deployment").json()
+    group = dep["TaskGroups"]["worker"]
+    assert (dep["Status"], dep["StatusDescription"]) == (
+        "running",
+        "Deployment is running but requires manual promotion",
+    )
+    assert (group["DesiredCanaries"], len(group["PlacedCanaries"]), group["Promoted"]) == (1, 1, False)
+    canary = get(fake, f"/v1/allocation/{group['PlacedCanaries'][0]}").json()
+    assert canary["DeploymentStatus"] == {
+        "Healthy": True,
+        "Timestamp": canary["DeploymentStatus"]["Timestamp"],
+        "Canary": True,
+        "ModifyIndex": canary["DeploymentStatus"]["ModifyIndex"],
+    }
+    live = live_allocs(fake)
+    assert sorted(a["JobVersion"] for a in live) == [0, 0, 1]
+    promoted = requests.post(
+        url(fake, f"/v1/deployment/promote/{dep['ID']}"), json={"DeploymentID": dep["ID"], "All": True}, timeout=10
+    )
+    assert promoted.status_code == 200
+    assert set(promoted.json()) == {"EvalID", "EvalCreateIndex", "DeploymentModifyIndex", "RevertedJobVersion", "Index"}
+    fake.settle()
+    dep = get(fake, f"/v1/deployment/{dep['ID']}").json()
+    assert (dep["Status"], dep["TaskGroups"]["worker"]["Promoted"]) == ("successful", True)
+    live = live_allocs(fake)
+    assert sorted(a["JobVersion"] for a in live) == [1, 1]
+    assert sorted(a["Name"] for a in live) == ["web.worker[0]", "web.worker[1]"]
+    again = requests.post(
+        url(fake, f"/v1/deployment/promote/{dep['ID']}"), json={"DeploymentID": dep["ID"], "All": True}, timeout=10
+    )
+    assert (again.status_code, again.text) == (500, "can't promote terminal deployment")
+
+
+def test_auto_promote(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=3, canary=1, auto_promote=True))
+    deployed(fake, job_body(count=3, canary=1, auto_promote=True, image="new:2"))
+    dep = get(fake, "/v1/job/web/deployment").json()
+    assert (dep["Status"], dep["TaskGroups"]["worker"]["Promoted"]) == ("successful", True)
+    live = live_allocs(fake)
+    assert sorted(a["JobVersion"] for a in live) == [1, 1, 1]
+
+
+def test_promote_without_canaries_and_fail(fake: FakeNomad) -> None:
+    fake.script("web", "healthy", delay=0.5)  # slow clients: the deployment stays running for a while
+    register(fake, job_body())
+    dep = wait_deployment(fake, "web", 0, "running")
+    no_canaries = requests.post(
+        url(fake, f"/v1/deployment/promote/{dep['ID']}"), json={"DeploymentID": dep["ID"], "All": True}, timeout=10
+    )
+    assert (no_canaries.status_code, no_canaries.text) == (500, "no canaries to promote")
+    failed = requests.post(url(fake, f"/v1/deployment/fail/{dep['ID']}"), json={"DeploymentID": dep["ID"]}, timeout=10)
+    assert failed.status_code == 200
+    assert failed.json()["RevertedJobVersion"] is None
+    dep = get(fake, f"/v1/deployment/{dep['ID']}").json()
+    assert (dep["Status"], dep["StatusDescription"]) == ("failed", "Deployment marked as failed")
+    again = requests.post(url(fake, f"/v1/deployment/fail/{dep['ID']}"), timeout=10)
+    assert (again.status_code, again.text) == (500, "can't fail terminal deployment")
+    missing = requests.post(url(fake, "/v1/deployment/fail/nope"), timeout=10)
+    assert (missing.status_code, missing.text) == (500, "deployment not found")
+
+
+# ---------------------------------------------------------------------------
+# ACL, faults, request log
+
+
+def test_acl_token() -> None:
+    with FakeNomad(step_delay=STEP, token="s3cret") as f:
+        anonymous = get(f, "/v1/jobs")
+        assert (anonymous.status_code, anonymous.text) == (403, "Permission denied")
+        wrong = requests.get(url(f, "/v1/jobs"), headers={"X-Nomad-Token": "nope"}, timeout=10)
+        assert (wrong.status_code, wrong.text) == (403, "ACL token not found")
+        right = requests.get(url(f, "/v1/jobs"), headers={"X-Nomad-Token": "s3cret"}, timeout=10)
+        assert right.status_code == 200
+        bearer = requests.get(url(f, "/v1/jobs"), headers={"Authorization": "Bearer s3cret"}, timeout=10)
+        assert bearer.status_code == 200
+        client = nomad.Nomad(host="127.0.0.1", port=f.port, token="s3cret")
+        client.jobs.register_job(job_body())
+        assert client.job.get_job("web")["ID"] == "web"
+        with pytest.raises(nomad_exc.URLNotAuthorizedNomadException):
+            nomad.Nomad(host="127.0.0.1", port=f.port).jobs.get_jobs()
+
+
+def test_fail_next_answers_errors_then_recovers(fake: FakeNomad) -> None:
+    fake.fail_next(2, status=503, message="rpc error: No cluster leader", path="/v1/job/")
+    first = get(fake, "/v1/job/web")
+    assert (first.status_code, first.text) == (503, "rpc error: No cluster leader")
+    assert get(fake, "/v1/jobs").status_code == 200  # does not match the path prefix
+    assert get(fake, "/v1/job/web").status_code == 503
+    assert get(fake, "/v1/job/web").status_code == 404  # back to normal
+    fake.fail_next(1, status=500, method="POST")
+    assert register(fake, job_body()).status_code == 500
+    assert fake.job("web") is None  # the failed register was not processed
+
+
+def test_hang_next_times_out_clients(fake: FakeNomad) -> None:
+    fake.hang_next(1, seconds=2)
+    start = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        requests.get(url(fake, "/v1/jobs"), timeout=0.3)
+    assert time.monotonic() - start < 1.5
+    assert get(fake, "/v1/jobs").status_code == 200
+    fake.hang_next(1)  # until close: closing must not wait for it
+
+
+def test_requests_are_recorded(fake: FakeNomad) -> None:
+    register(fake, job_body(), EnforceIndex=True, JobModifyIndex=0, PreserveCounts=True)
+    get(fake, "/v1/job/web/allocations", index=3, wait="10ms", namespace="default")
+    method, path, query, body = fake.requests[0]
+    assert (method, path) == ("POST", "/v1/jobs")
+    assert (body["EnforceIndex"], body["JobModifyIndex"], body["PreserveCounts"]) == (True, 0, True)
+    assert query == {}
+    last = fake.requests[-1]
+    assert last.query == {"index": "3", "wait": "10ms", "namespace": "default"}
+    fake.clear_requests()
+    assert fake.requests == []
+
+
+# ---------------------------------------------------------------------------
+# python-nomad 2.1.0 against the fake
+
+
+def test_python_nomad_client(fake: FakeNomad) -> None:
+    client = nomad.Nomad(host="127.0.0.1", port=fake.port, timeout=5)
+    registered = client.jobs.register_job(job_body())
+    assert registered["EvalID"]
+    assert client.job.get_job("web")["Version"] == 0
+    assert [j["ID"] for j in client.jobs.get_jobs(prefix="we")] == ["web"]
+    plan = client.job.plan_job("web", job_body(image="x:2"), diff=True)
+    assert plan["Diff"]["Type"] == "Edited"
+    fake.settle()
+    allocs = client.job.get_allocations("web")
+    assert {a["ClientStatus"] for a in allocs} == {"running"}
+    assert client.allocation.get_allocation(allocs[0]["ID"])["ID"] == allocs[0]["ID"]
+    assert client.evaluation.get_evaluation(registered["EvalID"])["Status"] == "complete"
+    assert client.job.get_evaluations("web")[0]["JobID"] == "web"
+    deployment = client.job.get_deployment("web")
+    assert client.deployment.get_deployment(deployment["ID"])["Status"] == "successful"
+    assert client.job.get_versions("web")["Versions"][0]["Stable"] is True
+    assert client.job.register_job("web", job_body(image="x:2"))["JobModifyIndex"] > registered["JobModifyIndex"]
+    fake.settle()
+    reverted = client.job.revert_job("web", 0, enforce_prior_version=1)
+    assert reverted["EvalID"]
+    fake.settle()
+    stopped = client.job.deregister_job("web", purge=True)
+    assert stopped["EvalID"]
+    with pytest.raises(nomad_exc.URLNotFoundNomadException):
+        client.job.get_job("web")
+    sent = fake.requests_to("DELETE", "/v1/job/web")[-1]
+    assert sent.query["purge"] == "True"
+
+
+# ---------------------------------------------------------------------------
+# Shapes recorded from Nomad's documentation (tests/fixtures/nomad)
+
+
+def test_fixtures_cite_their_source() -> None:
+    for path in FIXTURES.glob("*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert data["_source"]["doc"].startswith("https://github.com/hashicorp/nomad/"), path.name
+        assert "payload" in data, path.name
+
+
+def test_shapes_match_nomads_documented_payloads(fake: FakeNomad) -> None:
+    register_reply = register(fake, job_body()).json()
+    assert_keys(load_fixture("job_register_response.json"), register_reply, "register")
+    fake.settle()
+
+    doc_allocs = load_fixture("allocations_list.json")[0]
+    alloc = get(fake, "/v1/job/web/allocations").json()[0]
+    assert_keys(doc_allocs, alloc, "allocation stub")
+    assert_keys(doc_allocs["TaskStates"]["redis"], alloc["TaskStates"]["condor"], "TaskState")
+    assert_keys(doc_allocs["TaskStates"]["redis"]["Events"][0], alloc["TaskStates"]["condor"]["Events"][0], "TaskEvent")
+
+    assert_keys(load_fixture("evaluation.json"), get(fake, f"/v1/evaluation/{register_reply['EvalID']}").json(), "eval")
+
+    for name in ("deployment.json", "job_latest_deployment.json"):
+        doc = load_fixture(name)
+        ours = get(fake, "/v1/job/web/deployment").json()
+        assert_keys(doc, ours, name)
+        doc_group = next(iter(doc["TaskGroups"].values()))
+        assert_keys(doc_group, ours["TaskGroups"]["worker"], f"{name} TaskGroups")
+
+    doc_list = load_fixture("jobs_list.json")[0]
+    ours_list = get(fake, "/v1/jobs").json()[0]
+    assert_keys(doc_list, ours_list, "jobs list stub")
+    assert_keys(doc_list["JobSummary"], ours_list["JobSummary"], "JobSummary")
+    assert_keys(doc_list["JobSummary"]["Summary"]["cache"], ours_list["JobSummary"]["Summary"]["worker"], "Summary")
+
+    doc_versions = load_fixture("job_versions.json")
+    ours_versions = get(fake, "/v1/job/web/versions").json()
+    assert_keys(doc_versions, ours_versions, "versions")
+    assert_keys(doc_versions["Versions"][0], ours_versions["Versions"][0], "job")
+
+    doc_scale = load_fixture("job_scale_status.json")
+    ours_scale = get(fake, "/v1/job/web/scale").json()
+    assert_keys(doc_scale, ours_scale, "scale status")
+    assert_keys(doc_scale["TaskGroups"]["cache"], ours_scale["TaskGroups"]["worker"], "scale status group")
+
+    doc_plan = load_fixture("job_plan_response.json")
+    ours_plan = requests.post(
+        url(fake, "/v1/job/web/plan"), json={**job_body(image="y:1"), "Diff": True}, timeout=10
+    ).json()
+    assert_keys(doc_plan, ours_plan, "plan")
+    assert_keys(doc_plan["Diff"], ours_plan["Diff"], "plan diff")
+    assert_keys(doc_plan["Diff"]["TaskGroups"][0], ours_plan["Diff"]["TaskGroups"][0], "task group diff")
+    assert_keys(
+        doc_plan["Diff"]["TaskGroups"][0]["Tasks"][0], ours_plan["Diff"]["TaskGroups"][0]["Tasks"][0], "task diff"
+    )
+    field = ours_plan["Diff"]["TaskGroups"][0]["Tasks"][0]["Objects"][0]["Fields"][0]
+    assert_keys(doc_plan["Diff"]["TaskGroups"][0]["Tasks"][0]["Fields"][0], field, "field diff")
+    assert_keys(
+        doc_plan["Annotations"]["DesiredTGUpdates"]["cache"],
+        ours_plan["Annotations"]["DesiredTGUpdates"]["worker"],
+        "DesiredTGUpdates",
+    )
+
+    scale_reply = requests.post(
+        url(fake, "/v1/job/web/scale"), json={"Count": 1, "Target": {"Group": "worker"}}, timeout=10
+    )
+    assert_keys(load_fixture("job_scale_response.json"), scale_reply.json(), "scale response")
+
+    fake.settle()
+    dep = get(fake, "/v1/job/web/deployment").json()
+    fail_reply = requests.post(url(fake, f"/v1/deployment/fail/{dep['ID']}"), timeout=10)
+    assert fail_reply.status_code == 500  # already successful: terminal
+    fake.script("slow", "healthy", delay=1.0)
+    register(fake, job_body("slow"))
+    slow_dep = wait_deployment(fake, "slow", 0, "running")
+    fail_reply = requests.post(url(fake, f"/v1/deployment/fail/{slow_dep['ID']}"), timeout=10)
+    assert_keys(load_fixture("deployment_update_response.json"), fail_reply.json(), "deployment update")
+
+    stop_reply = requests.delete(url(fake, "/v1/job/web"), timeout=10).json()
+    assert_keys(load_fixture("job_deregister_response.json"), stop_reply, "deregister")
+
+
+def test_blocked_evaluation_shape(fake: FakeNomad) -> None:
+    doc = load_fixture("evaluation_blocked.json")
+    fake.script("web", "unplaceable")
+    eval_id = register(fake, job_body()).json()["EvalID"]
+    fake.settle()
+    placement = get(fake, f"/v1/evaluation/{eval_id}").json()
+    assert_keys(doc["placement_eval"], placement, "placement eval")
+    assert_keys(doc["placement_eval"]["FailedTGAllocs"]["cache"], placement["FailedTGAllocs"]["worker"], "AllocMetric")
+    blocked = get(fake, f"/v1/evaluation/{placement['BlockedEval']}").json()
+    assert_keys(doc["blocked_eval"], blocked, "blocked eval")
+    assert blocked["Status"] == doc["blocked_eval"]["Status"] == "blocked"
+    assert blocked["StatusDescription"] == doc["blocked_eval"]["StatusDescription"]
