@@ -418,9 +418,9 @@ def status(
         return
     table = Table(title=f"site {site.name}", title_justify="left")
     for column in ("flavour", "job", "version", "desired", "placed", "running", "healthy", "failed", "deployment"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # fold, never truncate, on narrow terminals
     if not no_consul:
-        table.add_column("consul checks")
+        table.add_column("consul checks", overflow="fold")
     for r in rows:
         cells = [
             r.flavour,
