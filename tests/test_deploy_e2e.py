@@ -165,3 +165,24 @@ def test_status_without_consul(fake: FakeNomad) -> None:
     rows = {r["flavour"]: r for r in json.loads(result.output)["flavours"]}
     assert rows["cntwn"]["registered"] is True and rows["cntwn"]["running"] == 2
     assert rows["elastic"]["job_status"] == "not registered"
+
+
+def test_promote_a_waiting_canary(fake: FakeNomad, tmp_path: Path) -> None:
+    manual = {"update": {"max_parallel": 1, "canary": 1, "auto_promote": False, "auto_revert": True}}
+    first = site_with(tmp_path, elastic=manual)
+    assert cli(fake, "deploy", str(first), "elastic", "--timeout", "30s").exit_code == 0
+    fake.settle()
+    second_dir = tmp_path / "v2"
+    second_dir.mkdir()
+    second = site_with(second_dir, elastic={**manual, "meta": {"release": "2"}})
+    detached = cli(fake, "deploy", str(second), "elastic", "--detach")
+    assert detached.exit_code == 0, detached.output
+    fake.settle()
+    deployment = max(fake.deployments("glasgow-elastic"), key=lambda d: int(d["JobVersion"]))
+    assert deployment["Status"] == "running" and deployment["TaskGroups"]["worker"]["Promoted"] is False
+    result = cli(fake, "promote", str(second), "elastic")
+    assert result.exit_code == 0, result.output
+    assert f"promoted deployment {deployment['ID']} of glasgow-elastic" in result.output
+    assert fake.requests_to("POST", f"/v1/deployment/promote/{deployment['ID']}")
+    again = cli(fake, "promote", str(EXAMPLE), "cntwn")
+    assert again.exit_code == 1 and "has no running deployment to promote" in again.output
