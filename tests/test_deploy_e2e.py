@@ -7,7 +7,7 @@ the printed reason and what reached Nomad.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def cli(fake: FakeNomad, *args: str) -> Result:
     return result
 
 
-def site_with(tmp_path: Path, **flavour_changes: dict[str, object]) -> Path:
+def site_with(tmp_path: Path, **flavour_changes: Mapping[str, object]) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     for flavour, changes in flavour_changes.items():
         data["flavours"][flavour].update(changes)
