@@ -129,15 +129,6 @@ def example_data() -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="module")
-def consul() -> Iterator[ConsulAgent]:
-    missing = ConsulAgent.available()
-    if missing is not None:
-        pytest.fail(missing)
-    with ConsulAgent() as agent:
-        yield agent
-
-
 @pytest.fixture
 def registered(consul: ConsulAgent) -> Iterator[list[str]]:
     """Service IDs a test registered; deregistered afterwards."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -27,15 +26,6 @@ def _put(base: str, path: str, body: object | None = None) -> None:
     request = urllib.request.Request(f"{base}{path}", data=data, method="PUT")
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
-
-
-@pytest.fixture
-def consul() -> Iterator[ConsulAgent]:
-    missing = ConsulAgent.available()
-    if missing is not None:
-        pytest.fail(missing)
-    with ConsulAgent() as agent:
-        yield agent
 
 
 @pytest.mark.integration
