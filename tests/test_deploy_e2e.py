@@ -186,3 +186,17 @@ def test_promote_a_waiting_canary(fake: FakeNomad, tmp_path: Path) -> None:
     assert fake.requests_to("POST", f"/v1/deployment/promote/{deployment['ID']}")
     again = cli(fake, "promote", str(EXAMPLE), "cntwn")
     assert again.exit_code == 1 and "has no running deployment to promote" in again.output
+
+
+def test_ctrl_c_while_watching_stops_watching_not_the_job(fake: FakeNomad, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nomadwn.watch import Watcher
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Watcher, "watch", interrupted)
+    result = cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s")
+    assert result.exit_code == 130
+    assert "stopped watching; anything already submitted keeps running in Nomad" in result.output
+    assert fake.job("glasgow-cntwn") is not None  # registered, and not stopped
+    assert fake.requests_to("DELETE", "/v1/job/glasgow-cntwn") == []
