@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import nomad
+import nomad.api.base
 import nomad.api.exceptions as nomad_exc
 import requests
 
@@ -390,6 +391,14 @@ class NomadClient:
             cert=cert,
             session=session,
         )
+        # python-nomad falls back to NOMAD_TOKEN/NOMAD_REGION/NOMAD_NAMESPACE/NOMAD_CLIENT_*
+        # whenever a value is None; the settings (which already read the environment) win.
+        for endpoint in vars(self._nomad).values():
+            if isinstance(endpoint, nomad.api.base.Requester):
+                endpoint.token = settings.token
+                endpoint.region = settings.region
+                endpoint.namespace = settings.namespace
+                endpoint.cert = cert
 
     # -- the one place where python-nomad and requests errors are translated --------------
 

@@ -178,6 +178,19 @@ def test_tls_verification_is_on_by_default_and_uses_the_ca_bundle() -> None:
     assert client(verify=False)._nomad.job.verify is False
 
 
+@responses.activate
+def test_settings_win_over_python_nomads_environment_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-nomad reads NOMAD_TOKEN etc. when given None; explicit settings must win."""
+    monkeypatch.setenv("NOMAD_TOKEN", "stray-token-from-env")
+    monkeypatch.setenv("NOMAD_NAMESPACE", "stray-ns")
+    monkeypatch.setenv("NOMAD_REGION", "stray-region")
+    responses.get(f"{ADDR}/v1/job/x", json={"ID": "x", "TaskGroups": []})
+    NomadClient(NomadSettings(address=ADDR)).job("x")
+    sent = responses.calls[0].request
+    assert "X-Nomad-Token" not in sent.headers
+    assert "stray" not in (sent.url or "")
+
+
 def test_bad_address_is_refused() -> None:
     with pytest.raises(NomadError, match="is not an http"):
         NomadClient(NomadSettings(address="ftp://x"))
