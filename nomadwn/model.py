@@ -311,6 +311,24 @@ class Scaling(Strict):
     enabled: bool = True
 
 
+class Autoscale(Strict):
+    """How the autoscaler sizes a flavour from HTCondor demand (bounds: the ``scaling`` block).
+
+    Names follow nomad-autoscaler (``evaluation_interval``, ``cooldown``) and the
+    glideinWMS frontend (``ramp``: the shortfall is divided by it, so a burst of idle
+    jobs is met over several evaluations instead of at once).
+    """
+
+    evaluation_interval: Duration = timedelta(seconds=60)
+    cooldown: Duration = timedelta(minutes=5)
+    cooldown_on_scale_up: Duration = timedelta(minutes=2)
+    max_scale_up: Annotated[int, Field(ge=1)] = 10
+    max_scale_down: Annotated[int, Field(ge=0)] = 2
+    ramp: Annotated[float, Field(ge=1.0)] = 3.0
+    scale_from_zero: bool = True
+    stale_after: Duration = timedelta(minutes=3)
+
+
 class Resources(Strict):
     """What one worker container reserves: whole cores (or CPU MHz), memory and disk."""
 
@@ -371,6 +389,7 @@ class Flavour(Strict):
     lifespan: Lifespan = Lifespan()
     update: Update | None = None
     scaling: Scaling | None = None
+    autoscale: Autoscale | None = None
     resources: Resources
     restart: Restart = Restart()
     reschedule: Reschedule | None = None
@@ -478,6 +497,10 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad("update.stagger", "must be longer than 0s")
         if f.kind == "service" and u.progress_deadline and f.lifespan.kill_timeout > u.progress_deadline:
             bad("lifespan.kill_timeout", "Nomad requires it to be at most update.progress_deadline")
+    if f.autoscale is not None and f.scaling is None:
+        bad("autoscale", "needs a scaling block: its min and max bound what the autoscaler may set")
+    if f.autoscale is not None and f.autoscale.stale_after < f.autoscale.evaluation_interval:
+        bad("autoscale.stale_after", "must be at least evaluation_interval, or every observation is stale")
     if f.scaling is not None:
         wanted = count(f) or 0
         if f.scaling.min > f.scaling.max:

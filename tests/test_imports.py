@@ -1,4 +1,4 @@
-"""The model and the renderer import no client library (STYLE.md: data flows one way)."""
+"""Model, renderer and scaling strategy import no client library (STYLE.md: data flows one way)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import sys
 CLIENTS = ("nomad", "consul", "htcondor", "htcondor2", "classad", "classad2", "requests", "urllib3", "httpx")
 
 
-def test_model_and_render_import_no_client_library() -> None:
+def test_pure_modules_import_no_client_library() -> None:
     code = (
-        "import sys, json; import nomadwn.model, nomadwn.render, nomadwn.sitefile, nomadwn.autopilot; "
+        "import sys, json; import nomadwn.model, nomadwn.render, nomadwn.sitefile, nomadwn.autopilot, "
+        "nomadwn.autoscale.strategy; "
         "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

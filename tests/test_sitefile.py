@@ -178,6 +178,16 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
         ["flavours.elastic.service.meta: Consul allows at most 64 meta pairs; this service would have 65"],
     ),
     (
+        "autoscale-without-scaling",
+        _set("flavours.ephemeral.autoscale", {"ramp": 2}),
+        ["flavours.ephemeral.autoscale: needs a scaling block: its min and max bound what the autoscaler may set"],
+    ),
+    (
+        "autoscale-stale-before-evaluated",
+        _set("flavours.elastic.autoscale", {"evaluation_interval": "5m", "stale_after": "1m"}),
+        ["flavours.elastic.autoscale.stale_after: must be at least evaluation_interval, or every observation is stale"],
+    ),
+    (
         "unknown-top-level",
         _set("flavors", {}),
         ["flavors: unknown top-level key; use name, nomad, defaults, flavours"],

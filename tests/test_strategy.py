@@ -1,0 +1,184 @@
+"""The autoscaler's pure decision function: examples and hypothesis invariants."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nomadwn.autoscale.observation import Demand, JobShape, Observation, Supply, Worker, WorkerState
+from nomadwn.autoscale.strategy import Decision, History, Policy, decide
+from nomadwn.sitefile import parse_site
+from tests.conftest import EXAMPLE
+
+NOW = 10_000.0
+POLICY = Policy(
+    min=0,
+    max=40,
+    worker_cores=8,
+    worker_memory_mb=16384,
+    max_scale_up=10,
+    max_scale_down=2,
+    ramp=3.0,
+    cooldown=300.0,
+    cooldown_on_scale_up=120.0,
+    stale_after=180.0,
+    scale_from_zero=True,
+    can_scale_in=True,
+)
+
+
+def supply(*states: WorkerState, count: int | None = None, at: float = NOW) -> Supply:
+    workers = tuple(Worker(f"alloc-{i}", i, s) for i, s in enumerate(states))
+    return Supply(count=len(states) if count is None else count, workers=workers, taken_at=at)
+
+
+def demand(*shapes: tuple[int, int, int], complete: bool = True, at: float = NOW) -> Demand:
+    return Demand(tuple(JobShape(c, m, n) for c, m, n in shapes), complete, at)
+
+
+def test_idle_jobs_scale_up_with_ramp_attenuation() -> None:
+    d = decide(Observation(demand((1, 2048, 240)), supply("claimed", "claimed")), POLICY, History(), NOW)
+    # 240 one-core jobs need 30 workers; shortfall 30 / ramp 3 = 10 (= max_scale_up)
+    assert (d.current, d.count, d.direction) == (2, 12, "up")
+    assert d.reason == "240 idle job(s) (240 fit), 30 worker(s) needed, 0 spare: up by 10 (shortfall 30, ramp 3)"
+
+
+def test_memory_bound_packing_and_jobs_that_do_not_fit() -> None:
+    obs = Observation(demand((1, 16384, 4), (16, 2048, 5)), supply())
+    d = decide(obs, POLICY, History(), NOW)
+    assert d.count == 2  # 4 jobs of 16 GiB need 4 workers by memory; ceil(4/3) = 2; the 16-core jobs fit nowhere
+    assert d.reason.startswith("9 idle job(s) (4 fit), 4 worker(s) needed, 0 spare")
+
+
+def test_starting_and_unclaimed_workers_count_as_supply() -> None:
+    obs = Observation(demand((8, 1024, 3)), supply("starting", "unclaimed", "claimed"))
+    d = decide(obs, POLICY, History(), NOW)
+    assert d.direction == "up" and d.count == 4  # 3 needed - 2 spare = 1
+
+
+@pytest.mark.parametrize(
+    ("obs", "why"),
+    [
+        (Observation(None, supply("unclaimed", "unclaimed")), "idle demand could not be observed"),
+        (Observation(demand(complete=False), supply("unclaimed", "unclaimed")), "idle demand is partial"),
+        (Observation(demand(at=NOW - 600), supply("unclaimed", "unclaimed")), "the observation is older than 180s"),
+    ],
+    ids=["unknown", "partial", "stale"],
+)
+def test_blind_observations_never_scale_in(obs: Observation, why: str) -> None:
+    d = decide(obs, POLICY, History(), NOW)
+    assert d.direction == "none"
+    assert why in d.reason and "fail static" in d.reason
+
+
+def test_unknown_supply_holds() -> None:
+    assert decide(Observation(demand((1, 1, 1)), None), POLICY, History(), NOW).direction == "none"
+
+
+def test_scale_in_only_through_the_unclaimed_tail() -> None:
+    obs = Observation(demand(), supply("unclaimed", "claimed", "unclaimed", "unclaimed"))
+    d = decide(obs, POLICY, History(), NOW)
+    assert d.count == 2  # top two (index 3, 2) are unclaimed; index 1 is claimed; max_scale_down 2
+    blocked = decide(Observation(demand(), supply("unclaimed", "unclaimed", "claimed")), POLICY, History(), NOW)
+    assert blocked.direction == "none"
+    assert "no unclaimed worker at the top of the allocation index" in blocked.reason
+
+
+def test_batch_flavours_never_scale_in() -> None:
+    batch = replace(POLICY, can_scale_in=False)
+    assert decide(Observation(demand(), supply("unclaimed", "unclaimed")), batch, History(), NOW).direction == "none"
+
+
+def test_cooldowns() -> None:
+    obs = Observation(demand((8, 1024, 30)), supply("claimed"))
+    recent_up = History(last_action_at=NOW - 60, last_direction="up")
+    d = decide(obs, POLICY, recent_up, NOW)
+    assert d.direction == "none" and d.reason.startswith("cooling down (60s of 120s since the last scaling)")
+    assert decide(obs, POLICY, History(NOW - 121, "up"), NOW).direction == "up"
+    assert decide(obs, POLICY, History(NOW - 200, "down"), NOW).direction == "none"  # 300 s after a scale-in
+
+
+def test_scale_from_zero_off_and_min() -> None:
+    no_zero = replace(POLICY, scale_from_zero=False)
+    assert decide(Observation(demand((1, 1, 5)), supply()), no_zero, History(), NOW).direction == "none"
+    floor = replace(POLICY, min=3)
+    d = decide(Observation(None, supply("claimed")), floor, History(NOW, "up"), NOW)
+    assert (d.count, d.direction) == (3, "up")  # raising to min is safe even when blind or cooling down
+
+
+def test_policy_of_a_flavour() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["flavours"]["elastic"]["autoscale"] = {"ramp": 2, "max_scale_down": 4}
+    p = Policy.of(parse_site(data).flavours["elastic"])
+    assert (p.min, p.max, p.worker_cores, p.worker_memory_mb, p.ramp, p.max_scale_down) == (0, 40, 8, 16384, 2.0, 4)
+    assert (p.cooldown, p.cooldown_on_scale_up, p.can_scale_in) == (300, 120, True)
+    with pytest.raises(ValueError, match="need 0 <= min <= max"):
+        replace(POLICY, min=5, max=2)
+
+
+# ---------------------------------------------------------------------------
+# invariants
+
+ALL_STATES: tuple[WorkerState, ...] = ("starting", "unclaimed", "claimed", "draining")
+states = st.sampled_from(ALL_STATES)
+policies = st.builds(
+    Policy,
+    min=st.integers(0, 5),
+    max=st.integers(5, 50),
+    worker_cores=st.integers(1, 16),
+    worker_memory_mb=st.integers(1024, 65536),
+    max_scale_up=st.integers(1, 20),
+    max_scale_down=st.integers(0, 5),
+    ramp=st.floats(1.0, 5.0),
+    cooldown=st.floats(0, 600),
+    cooldown_on_scale_up=st.floats(0, 600),
+    stale_after=st.floats(1, 600),
+    scale_from_zero=st.booleans(),
+    can_scale_in=st.booleans(),
+)
+shapes = st.lists(st.tuples(st.integers(1, 32), st.integers(1, 131072), st.integers(1, 5000)), max_size=6)
+
+
+@st.composite
+def observations(draw: st.DrawFn) -> Observation:
+    worker_states = draw(st.lists(states, max_size=60))
+    count = draw(st.integers(0, 70))
+    sup = draw(st.none() | st.just(supply(*worker_states, count=count, at=NOW - draw(st.floats(0, 900)))))
+    dem = draw(
+        st.none()
+        | st.builds(lambda s, c, age: demand(*s, complete=c, at=NOW - age), shapes, st.booleans(), st.floats(0, 900))
+    )
+    return Observation(dem, sup)
+
+
+histories = st.builds(History, st.none() | st.floats(NOW - 1000, NOW), st.sampled_from(["up", "down", "none"]))
+
+
+@given(observations(), policies, histories)
+def test_decisions_are_always_safe(obs: Observation, policy: Policy, history: History) -> None:
+    d: Decision = decide(obs, policy, history, NOW)
+    if obs.supply is None:
+        assert d.direction == "none"
+        return
+    current = obs.supply.count
+    assert d.current == current
+    blind = (
+        obs.demand is None
+        or not obs.demand.complete
+        or NOW - min(obs.demand.taken_at, obs.supply.taken_at) > policy.stale_after
+    )
+    if d.direction == "up":
+        assert d.count <= max(policy.max, policy.min)
+        assert d.count - current <= policy.max_scale_up or d.count == policy.min
+    if d.direction == "down":
+        assert not blind, "an unknown, partial or stale observation must never scale in"
+        assert policy.can_scale_in, "batch flavours shrink only by expiring"
+        assert current - d.count <= min(obs.supply.unclaimed_tail(), policy.max_scale_down)
+        assert d.count >= policy.min
+    if d.direction != "none" and current >= policy.min and history.last_action_at is not None:
+        wait = policy.cooldown_on_scale_up if history.last_direction == "up" else policy.cooldown
+        assert NOW - history.last_action_at >= wait, "acted during a cooldown"
