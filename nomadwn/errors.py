@@ -7,7 +7,8 @@
     ├── RenderError               a valid model could not be rendered or written
     └── BackendError              a peer could not be reached, or refused a request
         ├── NomadError            ... Nomad's HTTP API
-        └── ConsulError           ... Consul's HTTP API
+        ├── ConsulError           ... Consul's HTTP API
+        └── CondorError           ... HTCondor's collector or schedds
 
 Messages say what failed, where (a file, or a dotted field path) and what to do
 next. They never contain a secret: site-file values are not echoed back.
@@ -72,3 +73,7 @@ class NomadError(BackendError):
 
 class ConsulError(BackendError):
     """A Consul HTTP API call failed."""
+
+
+class CondorError(BackendError):
+    """An HTCondor query (collector, schedd) failed."""
