@@ -42,7 +42,7 @@ from nomadwn.nomad import NomadAPI, NomadClient, NomadSettings
 from nomadwn.render import Format, jobspec_files, privileges, stale_jobspecs, write_jobspecs
 from nomadwn.resources import example_site_text
 from nomadwn.sitefile import load_site
-from nomadwn.status import flavour_status
+from nomadwn.status import site_status
 from nomadwn.units import parse_duration_ns
 from nomadwn.watch import Progress, Watcher
 
@@ -412,7 +412,7 @@ def status(
     site = load_site(site_file)
     nomad = _nomad(address, namespace, region)
     consul = None if no_consul else ConsulClient(ConsulSettings.from_env())
-    rows = [flavour_status(site, name, nomad, consul) for name in select_flavours(site, flavours or [])]
+    rows = site_status(site, select_flavours(site, flavours or []), nomad, consul)
     if as_json:
         _emit_json({"site": site.name, "flavours": [r.as_json() for r in rows]})
         return

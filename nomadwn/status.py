@@ -7,10 +7,11 @@ flavour by the allocation IDs of its job, not by name or tag (flavours may share
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nomadwn.consul import ConsulHealth, ServiceHealth
+from nomadwn.consul import ConsulHealth, ServiceHealth, ServiceInstance
 from nomadwn.model import Site, count
 from nomadwn.nomad import NomadAPI
 
@@ -72,3 +73,22 @@ def flavour_status(site: Site, name: str, nomad: NomadAPI, consul: ConsulHealth 
         deployment=f"{deployment.status} (v{deployment.job_version})" if deployment is not None else "",
         checks=checks,
     )
+
+
+@dataclass
+class _OncePerService:
+    """Reads each Consul service once per status run: flavours often share a service name."""
+
+    consul: ConsulHealth
+    seen: dict[tuple[str, str | None], list[ServiceInstance]]
+
+    def service_health(self, name: str, tag: str | None = None) -> list[ServiceInstance]:
+        if (name, tag) not in self.seen:
+            self.seen[(name, tag)] = self.consul.service_health(name, tag)
+        return self.seen[(name, tag)]
+
+
+def site_status(site: Site, names: Iterable[str], nomad: NomadAPI, consul: ConsulHealth | None) -> list[FlavourStatus]:
+    """Every named flavour's status, asking Consul once per service name."""
+    shared = _OncePerService(consul, {}) if consul is not None else None
+    return [flavour_status(site, name, nomad, shared) for name in names]

@@ -341,3 +341,22 @@ def test_system_workers_must_keep_running_through_min_running() -> None:
     verdict = watcher(steady).watch("glasgow-cntwn", "system", "eval-1", 1, timeout=60)
     assert verdict.outcome == "healthy"
     assert steady.clock is not None and steady.clock.now >= 10.0  # the default min_running, on the fake clock
+
+
+def test_site_status_asks_consul_once_per_service() -> None:
+    from nomadwn.fakes import FakeConsulHealth
+    from nomadwn.status import site_status
+
+    calls: list[str] = []
+
+    class Counting(FakeConsulHealth):
+        def service_health(self, name: str, tag: str | None = None) -> list[Any]:
+            calls.append(name)
+            return super().service_health(name, tag)
+
+    nomad = ScriptedNomad(
+        current=JobStatus("j", "system", "running", 1, True, 5, {"worker": 1}), alloc_steps=[[alloc(1)]]
+    )
+    rows = site_status(load_site(EXAMPLE), ["cntwn", "elastic", "ephemeral"], nomad, Counting())
+    assert len(rows) == 3
+    assert calls == ["condor-master"]  # all three flavours register the same service name
