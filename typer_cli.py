@@ -38,6 +38,7 @@ from nomadwn import __version__
 from nomadwn.consul import ConsulClient, ConsulSettings
 from nomadwn.deploy import FlavourPlan, deploy_flavour, plan_site, previous_stable_version, select_flavours
 from nomadwn.errors import ConfigError, NomadwnError
+from nomadwn.model import dispatched
 from nomadwn.nomad import NomadAPI, NomadClient, NomadSettings
 from nomadwn.render import Format, jobspec_files, privileges, stale_jobspecs, write_jobspecs
 from nomadwn.resources import example_site_text
@@ -157,6 +158,8 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
     say(f"{site_file}: valid site {site.name!r} with {len(summary)} flavour(s)", style="green")
     for name, f in site.flavours.items():
         count = "one per node" if f.kind == "system" else f"count {1 if f.count is None else f.count}"
+        if dispatched(f):
+            count = "parameterized, dispatched by the autoscaler"
         say(f"  {name}: {f.kind} job {site.job_id(name)} ({count}), image {f.image.reference}, CVMFS {f.cvmfs.mode}")
         for line in privileges(f):
             say(f"    PRIVILEGE: {line}", style="yellow")

@@ -24,7 +24,7 @@ from nomadwn import nomad_api as api
 from nomadwn.errors import ConfigError, FieldProblem
 from nomadwn.model import Site
 from nomadwn.nomad import NomadAPI, PlanResult
-from nomadwn.render import build_job
+from nomadwn.render import AUTOSCALER, build_autoscaler_job, build_job
 from nomadwn.watch import Verdict, Watcher, explain_placement
 
 
@@ -59,12 +59,13 @@ class DeployResult:
 
 
 def select_flavours(site: Site, names: Iterable[str]) -> list[str]:
-    """The flavours named (all when none is), refusing unknown names."""
-    wanted = list(names) or list(site.flavours)
-    unknown = [n for n in wanted if n not in site.flavours]
+    """The flavours named (all when none is, then the autoscaler if the site has one), refusing unknown names."""
+    known = list(site.flavours) + ([AUTOSCALER] if site.autoscaler is not None else [])
+    wanted = list(names) or known
+    unknown = [n for n in wanted if n not in known]
     if unknown:
         problems = [
-            FieldProblem(f"flavours.{n}", f"no such flavour; the site has: {', '.join(site.flavours)}") for n in unknown
+            FieldProblem(f"flavours.{n}", f"no such flavour; the site has: {', '.join(known)}") for n in unknown
         ]
         raise ConfigError("command line", problems, context="")
     return wanted
@@ -74,7 +75,7 @@ def plan_site(site: Site, nomad: NomadAPI, flavours: Iterable[str] = ()) -> list
     """Plan every selected flavour."""
     plans = []
     for name in select_flavours(site, flavours):
-        job = build_job(site, name)
+        job = build_autoscaler_job(site) if name not in site.flavours else build_job(site, name)
         plans.append(FlavourPlan(flavour=name, job=job, plan=nomad.plan(job)))
     return plans
 
@@ -87,6 +88,9 @@ def deploy_flavour(nomad: NomadAPI, planned: FlavourPlan, watcher: Watcher | Non
     registered = nomad.register(job, enforce_index=planned.plan.job_modify_index, preserve_counts=True)
     if watcher is None:
         return DeployResult(planned.flavour, job.ID, changed=True, registered=True, verdict=None)
+    if job.ParameterizedJob is not None:
+        summary = "registered a parameterized job: `nomadwn autoscale` dispatches its workers"
+        return DeployResult(planned.flavour, job.ID, True, True, Verdict(job.ID, "healthy", summary))
     status = nomad.job(job.ID)
     version = status.version if status is not None else 0
     verdict = watcher.watch(job.ID, job.Type, registered.eval_id, version, timeout)

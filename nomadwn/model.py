@@ -327,6 +327,10 @@ class Autoscale(Strict):
     ramp: Annotated[float, Field(ge=1.0)] = 3.0
     scale_from_zero: bool = True
     stale_after: Duration = timedelta(minutes=3)
+    requirements: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """A ClassAd expression over the idle job's ad: only jobs for which it is true count
+    as demand for this flavour (for example ``WantGPU =!= true``). Checked by HTCondor's
+    own parser when the autoscaler starts."""
 
 
 class Resources(Strict):
@@ -398,6 +402,34 @@ class Flavour(Strict):
     meta: dict[MetaKey, str] = {}
 
 
+class AutoscalerService(Strict):
+    """The autoscaler service of the site (``autoscaler`` block): shared limits, its leader
+    lock and its own Nomad job (``<site>-autoscaler``, rendered next to the flavours).
+
+    ``core_quota`` caps the cores all autoscaled flavours may hold together (workers ×
+    worker cores); scale-ups are granted in site-file order until it is used up, and
+    it never forces a scale-in. The job reads its site file and tokens from the Nomad
+    Variable at ``variable_path`` (default ``nomad/jobs/<site>-autoscaler``): keys
+    ``site_yaml`` (required), ``nomad_token`` and ``consul_token`` (optional).
+    """
+
+    core_quota: Annotated[int, Field(ge=1)] | None = None
+    negotiated_only: bool = False
+    image: Image
+    replicas: Annotated[int, Field(ge=1, le=5)] = 2
+    lock_key: Annotated[str, _matching(_SECRET_PATH_RE, "a key is letters, digits, '_', '.', '/' or '-'")] | None = None
+    lock_ttl: Duration = timedelta(seconds=20)
+    lock_delay: Duration = timedelta(seconds=15)
+    metrics_port: Port = 9120
+    nomad_addr: Annotated[str, Field(min_length=1)] = "http://${attr.unique.network.ip-address}:4646"
+    consul_addr: Annotated[str, Field(min_length=1)] = "http://${attr.unique.network.ip-address}:8500"
+    variable_path: (
+        Annotated[str, _matching(_SECRET_PATH_RE, "a path is letters, digits, '_', '.', '/' or '-'")] | None
+    ) = None
+    placement: Placement = Placement()
+    resources: Resources = Resources(cpu=200, memory="256MiB", disk="300MiB")
+
+
 class NomadClients(Strict):
     """Facts about the site's Nomad clients that the jobs must respect."""
 
@@ -409,11 +441,27 @@ class Site(Strict):
 
     name: Name
     nomad: NomadClients = NomadClients()
+    autoscaler: AutoscalerService | None = None
     flavours: Annotated[dict[Name, Flavour], Field(min_length=1)]
 
     def job_id(self, flavour: str) -> str:
         """The Nomad job ID of a flavour: ``job_id`` if set, else ``<site>-<flavour>``."""
         return self.flavours[flavour].job_id or f"{self.name}-{flavour}"
+
+    @property
+    def autoscaler_job_id(self) -> str:
+        """The Nomad job ID of the site's autoscaler service."""
+        return f"{self.name}-autoscaler"
+
+    @property
+    def lock_key(self) -> str:
+        """The Consul KV key the autoscaler replicas contend for."""
+        own = self.autoscaler.lock_key if self.autoscaler is not None else None
+        return own or f"nomadwn/{self.name}/autoscaler/leader"
+
+    def autoscaled(self) -> list[str]:
+        """The flavours with an ``autoscale`` block, in site-file order."""
+        return [name for name, f in self.flavours.items() if f.autoscale is not None]
 
 
 # ---------------------------------------------------------------------------
@@ -443,6 +491,16 @@ def service_meta(flavour: Flavour) -> dict[str, str]:
         # Hints for Prometheus' Consul service discovery (relabel on __meta_consul_service_metadata_*).
         meta.update(prometheus_scrape="true", prometheus_port_label="metrics", prometheus_path=s.prometheus.path)
     return dict(sorted(meta.items()))
+
+
+def dispatched(flavour: Flavour) -> bool:
+    """Whether the flavour's workers are dispatched one by one by the autoscaler.
+
+    An autoscaled batch flavour is rendered as a *parameterized* job: registering it
+    starts nothing, and each ``nomad job dispatch`` of it starts one ephemeral worker
+    that ends by its lifespan. Its ``scaling`` bounds the live workers, in nomadwn only.
+    """
+    return flavour.kind == "batch" and flavour.autoscale is not None
 
 
 def count(flavour: Flavour) -> int | None:
@@ -499,6 +557,15 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad("lifespan.kill_timeout", "Nomad requires it to be at most update.progress_deadline")
     if f.autoscale is not None and f.scaling is None:
         bad("autoscale", "needs a scaling block: its min and max bound what the autoscaler may set")
+    if f.autoscale is not None and f.kind == "system":
+        bad("autoscale", "a system job runs one worker per node and cannot be autoscaled; use kind: service or batch")
+    if site.autoscaler is not None and name == "autoscaler":
+        bad("kind", "the name 'autoscaler' is taken by the site's autoscaler job; rename this flavour")
+    first = next(iter(site.autoscaled()), name)
+    if f.autoscale is not None and f.htcondor.collector != site.flavours[first].htcondor.collector:
+        bad("htcondor.collector", f"autoscaled flavours must share one pool: use flavour {first}'s collector")
+    if dispatched(f) and (f.count or 1) != 1:
+        bad("count", "an autoscaled batch flavour is dispatched one worker per job; set count to 1 or remove it")
     if f.autoscale is not None and f.autoscale.stale_after < f.autoscale.evaluation_interval:
         bad("autoscale.stale_after", "must be at least evaluation_interval, or every observation is stale")
     if f.scaling is not None:

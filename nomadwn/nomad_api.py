@@ -75,12 +75,13 @@ _CheckRestart = CheckRestart  # fields below are named like this struct
 
 
 class ServiceCheck(ApiStruct):
-    """``api.ServiceCheck``: here always a script check run inside the task."""
+    """``api.ServiceCheck``: a script check run inside the task, or an HTTP check on ``Path``."""
 
     Name: str
-    Type: Literal["script"]
-    Command: str
-    Args: list[str]
+    Type: Literal["script", "http"]
+    Command: str | None = None
+    Args: list[str] | None = None
+    Path: str | None = None
     Interval: int
     Timeout: int
     CheckRestart: _CheckRestart | None = None
@@ -104,6 +105,7 @@ class Template(ApiStruct):
     DestPath: str
     ChangeMode: str
     Perms: str
+    Envvars: bool | None = None
 
 
 class Resources(ApiStruct):
@@ -245,8 +247,16 @@ class TaskGroup(ApiStruct):
     Tasks: list[Task]
 
 
+class ParameterizedJobConfig(ApiStruct):
+    """``api.ParameterizedJobConfig`` (HCL's ``parameterized`` block): the job only runs when dispatched."""
+
+    Payload: Literal["optional", "required", "forbidden"]
+    MetaRequired: list[str] | None = None
+    MetaOptional: list[str] | None = None
+
+
 class Job(ApiStruct):
-    """``api.Job``: one worker flavour."""
+    """``api.Job``: one worker flavour, or the site's autoscaler service."""
 
     ID: str
     Name: str
@@ -259,6 +269,7 @@ class Job(ApiStruct):
     Constraints: list[Constraint] | None = None
     Spreads: list[Spread] | None = None
     Update: UpdateStrategy | None = None
+    ParameterizedJob: ParameterizedJobConfig | None = None
     Meta: dict[str, str] | None = None
     TaskGroups: list[TaskGroup]
 

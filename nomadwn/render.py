@@ -18,6 +18,7 @@ import difflib
 import functools
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,13 +28,17 @@ from nomadwn import hcl
 from nomadwn import nomad_api as api
 from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
-from nomadwn.model import Flavour, Site, count, port_labels, service_meta, static_port
+from nomadwn.model import Constraint, Flavour, Site, Spread, count, dispatched, port_labels, service_meta, static_port
 from nomadwn.resources import shipped_dir
 from nomadwn.units import duration_ns, duration_text, format_duration
 
 Format = Literal["hcl", "json", "both"]
 GROUP = "worker"
 TASK = "condor"
+AUTOSCALER = "autoscaler"
+"""The jobspec file name (and group name) of the site's autoscaler service."""
+REASON_META = "nomadwn_reason"
+"""Dispatch meta key carrying the autoscaler's reason for starting a worker."""
 
 
 def _ns(value: Any) -> int:
@@ -41,18 +46,26 @@ def _ns(value: Any) -> int:
 
 
 def _constraints(f: Flavour) -> list[api.Constraint] | None:
-    out = [api.Constraint(LTarget=c.attribute, RTarget=c.value, Operand=c.operator) for c in f.placement.constraints]
+    return _constraints_of(f.placement.constraints)
+
+
+def _constraints_of(constraints: list[Constraint]) -> list[api.Constraint] | None:
+    out = [api.Constraint(LTarget=c.attribute, RTarget=c.value, Operand=c.operator) for c in constraints]
     return out or None
 
 
 def _spreads(f: Flavour) -> list[api.Spread] | None:
+    return _spreads_of(f.placement.spreads)
+
+
+def _spreads_of(spreads: list[Spread]) -> list[api.Spread] | None:
     out = [
         api.Spread(
             Attribute=s.attribute,
             Weight=s.weight,
             SpreadTarget=[api.SpreadTarget(Value=t.value, Percent=t.percent) for t in s.targets] or None,
         )
-        for s in f.placement.spreads
+        for s in spreads
     ]
     return out or None
 
@@ -194,7 +207,9 @@ def build_job(site: Site, name: str) -> api.Job:
         ),
         EphemeralDisk=api.EphemeralDisk(SizeMB=r.disk),
         Scaling=(
-            api.ScalingPolicy(Min=f.scaling.min, Max=f.scaling.max, Enabled=f.scaling.enabled) if f.scaling else None
+            api.ScalingPolicy(Min=f.scaling.min, Max=f.scaling.max, Enabled=f.scaling.enabled)
+            if f.scaling and not dispatched(f)
+            else None
         ),
         Tasks=[task],
     )
@@ -212,7 +227,135 @@ def build_job(site: Site, name: str) -> api.Job:
         Constraints=_constraints(f),
         Spreads=_spreads(f),
         Update=_update(f),
+        ParameterizedJob=(
+            api.ParameterizedJobConfig(Payload="forbidden", MetaOptional=[REASON_META]) if dispatched(f) else None
+        ),
         Meta=dict(sorted(meta.items())),
+        TaskGroups=[group],
+    )
+
+
+def _go_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_autoscaler_job(site: Site) -> api.Job:
+    """The Nomad service job of the site's autoscaler (``nomadwn autoscale``), HA with a Consul lock.
+
+    The site file and the tokens come from the Nomad Variable at
+    ``autoscaler.variable_path``, rendered into ``/secrets`` by Nomad: nothing secret
+    is in the job. Each replica's metrics port serves ``/metrics`` and ``/healthz``;
+    Consul checks the latter over HTTP.
+    """
+    a = site.autoscaler
+    if a is None:
+        raise RenderError(f"site {site.name} has no autoscaler block")
+    job_id = site.autoscaler_job_id
+    var = _go_string(a.variable_path or f"nomad/jobs/{job_id}")
+    collectors = sorted({c for name in site.autoscaled() for c in site.flavours[name].htcondor.collector})
+    env = {
+        "NOMAD_ADDR": a.nomad_addr,
+        "CONSUL_HTTP_ADDR": a.consul_addr,
+        "NOMADWN_HOLDER": "${NOMAD_ALLOC_ID}",
+    }
+    if collectors:
+        env["_CONDOR_COLLECTOR_HOST"] = ", ".join(collectors)
+    p, r = a.placement, a.resources
+    task = api.Task(
+        Name="autoscale",
+        Driver="docker",
+        Config={
+            "image": a.image.reference,
+            "force_pull": a.image.pull == "always",
+            "image_pull_timeout": duration_text(a.image.pull_timeout),
+            "ports": ["metrics"],
+            "args": ["autoscale", "/secrets/site.yaml", "--metrics-address", f"0.0.0.0:{a.metrics_port}"],
+        },
+        Env=dict(sorted(env.items())),
+        Services=[
+            api.Service(
+                Name="nomadwn-autoscaler",
+                PortLabel="metrics",
+                Provider="consul",
+                Tags=[site.name, AUTOSCALER],
+                Meta={"prometheus_path": "/metrics", "prometheus_port_label": "metrics", "prometheus_scrape": "true"},
+                Checks=[
+                    api.ServiceCheck(
+                        Name="autoscaler alive",
+                        Type="http",
+                        Path="/healthz",
+                        Interval=_ns(timedelta(seconds=10)),
+                        Timeout=_ns(timedelta(seconds=2)),
+                    )
+                ],
+            )
+        ],
+        Templates=[
+            api.Template(
+                EmbeddedTmpl=f"{{{{ with nomadVar {var} }}}}{{{{ .site_yaml }}}}{{{{ end }}}}\n",
+                DestPath="secrets/site.yaml",
+                ChangeMode="restart",
+                Perms="0600",
+            ),
+            api.Template(
+                EmbeddedTmpl=(
+                    f"{{{{ with nomadVar {var} }}}}\n"
+                    "NOMAD_TOKEN={{ .nomad_token }}\n"
+                    "CONSUL_HTTP_TOKEN={{ .consul_token }}\n"
+                    "{{ end }}\n"
+                ),
+                DestPath="secrets/tokens.env",
+                ChangeMode="restart",
+                Perms="0600",
+                Envvars=True,
+            ),
+        ],
+        Resources=api.Resources(CPU=r.cpu, Cores=r.cores, MemoryMB=r.memory, MemoryMaxMB=r.memory_max),
+        LogConfig=api.LogConfig(MaxFiles=5, MaxFileSizeMB=10),
+        KillSignal="SIGTERM",
+        KillTimeout=_ns(timedelta(seconds=30)),
+    )
+    group = api.TaskGroup(
+        Name=AUTOSCALER,
+        Count=a.replicas,
+        Networks=[api.NetworkResource(DynamicPorts=[api.Port(Label="metrics", To=a.metrics_port)])],
+        RestartPolicy=api.RestartPolicy(
+            Attempts=3, Interval=_ns(timedelta(minutes=5)), Delay=_ns(timedelta(seconds=15)), Mode="delay"
+        ),
+        ReschedulePolicy=api.ReschedulePolicy(
+            Attempts=0,
+            Interval=0,
+            Delay=_ns(timedelta(seconds=30)),
+            DelayFunction="exponential",
+            MaxDelay=_ns(timedelta(minutes=10)),
+            Unlimited=True,
+        ),
+        EphemeralDisk=api.EphemeralDisk(SizeMB=r.disk),
+        Tasks=[task],
+    )
+    return api.Job(
+        ID=job_id,
+        Name=job_id,
+        Type="service",
+        Region=p.region,
+        Namespace=p.namespace,
+        Datacenters=list(p.datacenters),
+        NodePool=p.node_pool,
+        Priority=p.priority,
+        Constraints=_constraints_of(p.constraints),
+        Spreads=_spreads_of(p.spreads),
+        Update=api.UpdateStrategy(
+            Stagger=_ns(timedelta(seconds=30)),
+            MaxParallel=1,
+            HealthCheck="checks",
+            MinHealthyTime=_ns(timedelta(seconds=10)),
+            HealthyDeadline=_ns(timedelta(minutes=3)),
+            ProgressDeadline=_ns(timedelta(minutes=10)),
+            AutoRevert=True,
+            AutoPromote=False,
+            Canary=0,
+        ),
+        Meta={"nomadwn_role": AUTOSCALER, "nomadwn_site": site.name},
         TaskGroups=[group],
     )
 
@@ -255,13 +398,18 @@ def _environment() -> jinja2.Environment:
 
 
 def render_hcl(site: Site, name: str, job: api.Job | None = None) -> str:
-    """The HCL jobspec of flavour ``name``."""
-    job = job or build_job(site, name)
+    """The HCL jobspec of flavour ``name`` (or, for :data:`AUTOSCALER`, of the site's autoscaler)."""
+    if name == AUTOSCALER and name not in site.flavours:
+        job = job or build_autoscaler_job(site)
+        title, privs = f"The autoscaler service of site {site.name}", []
+    else:
+        job = job or build_job(site, name)
+        title, privs = f"Worker flavour {name} of site {site.name}", privileges(site.flavours[name])
     try:
         template = _environment().get_template("job.nomad.hcl.j2")
-        return template.render(job=job, site=site.name, flavour=name, privileges=privileges(site.flavours[name]))
+        return template.render(job=job, title=title, privileges=privs)
     except jinja2.TemplateError as exc:
-        raise RenderError(f"rendering flavour {name}: template error: {exc}") from exc
+        raise RenderError(f"rendering {name}: template error: {exc}") from exc
 
 
 def render_json(job: api.Job) -> str:
@@ -280,11 +428,15 @@ class RenderedJob:
 
 
 def render_site(site: Site) -> list[RenderedJob]:
-    """Every flavour of a site, in the order the site file lists them."""
+    """Every flavour of a site, in the order the site file lists them, then its autoscaler (if any)."""
     out = []
     for name in site.flavours:
         job = build_job(site, name)
         out.append(RenderedJob(flavour=name, job=job, hcl=render_hcl(site, name, job), json=render_json(job)))
+    if site.autoscaler is not None:
+        job = build_autoscaler_job(site)
+        hcl_text = render_hcl(site, AUTOSCALER, job)
+        out.append(RenderedJob(flavour=AUTOSCALER, job=job, hcl=hcl_text, json=render_json(job)))
     return out
 
 

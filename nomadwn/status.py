@@ -14,6 +14,7 @@ from typing import Any
 from nomadwn.consul import ConsulHealth, ServiceHealth, ServiceInstance
 from nomadwn.model import Site, count
 from nomadwn.nomad import NomadAPI
+from nomadwn.render import AUTOSCALER, GROUP
 
 
 @dataclass(frozen=True)
@@ -41,31 +42,47 @@ class FlavourStatus:
         return data
 
 
-def flavour_status(site: Site, name: str, nomad: NomadAPI, consul: ConsulHealth | None) -> FlavourStatus:
-    """Read one flavour's state; ``consul=None`` leaves the checks out."""
+@dataclass(frozen=True)
+class _Target:
+    job_id: str
+    kind: str
+    service: str
+    group: str
+    count: int | None
+
+
+def _target(site: Site, name: str) -> _Target:
+    if name not in site.flavours and site.autoscaler is not None:
+        return _Target(site.autoscaler_job_id, "service", "nomadwn-autoscaler", AUTOSCALER, site.autoscaler.replicas)
     f = site.flavours[name]
-    job_id = site.job_id(name)
+    return _Target(site.job_id(name), f.kind, f.service.name, GROUP, count(f))
+
+
+def flavour_status(site: Site, name: str, nomad: NomadAPI, consul: ConsulHealth | None) -> FlavourStatus:
+    """Read one flavour's (or the autoscaler's) state; ``consul=None`` leaves the checks out."""
+    t = _target(site, name)
+    job_id, kind = t.job_id, t.kind
     job = nomad.job(job_id)
     if job is None:
-        return FlavourStatus(name, job_id, f.kind, False, None, "not registered", count(f), 0, 0, 0, 0, "", None)
+        return FlavourStatus(name, job_id, kind, False, None, "not registered", t.count, 0, 0, 0, 0, "", None)
     allocs = [a for a in nomad.allocations(job_id).value if a.desired_status == "run"]
     current = [a for a in allocs if a.job_version == job.version]
-    deployment = nomad.latest_deployment(job_id).value if f.kind == "service" else None
+    deployment = nomad.latest_deployment(job_id).value if kind == "service" else None
     checks = None
     if consul is not None:
         ids = [a.id for a in allocs]
-        instances = consul.service_health(f.service.name)
+        instances = consul.service_health(t.service)
         checks = ServiceHealth.of(i for i in instances if any(alloc_id in i.service_id for alloc_id in ids))
-    healthy = sum(a.healthy is True for a in current) if f.kind == "service" else None
+    healthy = sum(a.healthy is True for a in current) if kind == "service" else None
     running = sum(a.client_status == "running" for a in current)
     return FlavourStatus(
         flavour=name,
         job_id=job_id,
-        kind=f.kind,
+        kind=kind,
         registered=True,
         version=job.version,
         job_status=job.status,
-        desired=job.counts.get("worker") if f.kind != "system" else None,
+        desired=job.counts.get(t.group) if kind != "system" else None,
         placed=len(current),
         running=running,
         healthy=running if healthy is None else healthy,

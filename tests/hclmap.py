@@ -120,11 +120,12 @@ def _check(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "Name": a["name"],
         "Type": a["type"],
-        "Command": a["command"],
-        "Args": a["args"],
         "Interval": _dur(a, "interval"),
         "Timeout": _dur(a, "timeout"),
     }
+    for hcl_key, api_key in (("command", "Command"), ("args", "Args"), ("path", "Path")):
+        if hcl_key in a:
+            out[api_key] = a[hcl_key]
     cr = _one(body, "check_restart")
     if cr is not None:
         c = _attrs(cr)
@@ -176,6 +177,7 @@ def _task(name: str, body: dict[str, Any]) -> dict[str, Any]:
                 "EmbeddedTmpl": t["data"],
                 "ChangeMode": t["change_mode"],
                 "Perms": t["perms"],
+                **({"Envvars": t["env"]} if "env" in t else {}),
             }
             for t in (_attrs(b) for b in _blocks(body, "template"))
         ],
@@ -296,6 +298,14 @@ def hcl_to_api(text: str) -> dict[str, Any]:
         spreads.append(entry)
     if spreads:
         job["Spreads"] = spreads
+    parameterized = _one(body, "parameterized")
+    if parameterized is not None:
+        pj = _attrs(parameterized)
+        job["ParameterizedJob"] = {
+            "Payload": pj["payload"],
+            **({"MetaRequired": pj["meta_required"]} if "meta_required" in pj else {}),
+            **({"MetaOptional": pj["meta_optional"]} if "meta_optional" in pj else {}),
+        }
     update = _one(body, "update")
     if update is not None:
         u = _attrs(update)

@@ -48,7 +48,7 @@ def test_init_writes_a_valid_example(tmp_path: Path) -> None:
 def test_validate_ok_states_the_privilege() -> None:
     result = runner.invoke(app, ["validate", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    assert "valid site 'glasgow' with 3 flavour(s)" in result.output
+    assert "valid site 'glasgow' with 4 flavour(s)" in result.output
     assert "PRIVILEGE: CVMFS fuse mode: the container gets capabilities SYS_ADMIN and MKNOD" in result.output
 
 
@@ -56,7 +56,7 @@ def test_validate_json() -> None:
     result = runner.invoke(app, ["validate", str(EXAMPLE), "--json"])
     doc = json.loads(result.output)
     assert doc["ok"] is True
-    assert [f["kind"] for f in doc["flavours"]] == ["system", "service", "batch"]
+    assert [f["kind"] for f in doc["flavours"]] == ["system", "service", "batch", "batch"]
     assert doc["flavours"][2]["privileges"]
 
 
@@ -94,6 +94,10 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
     first = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out)])
     assert first.exit_code == 0
     assert sorted(p.name for p in (out / "glasgow").iterdir()) == [
+        "autoscaler.json",
+        "autoscaler.nomad.hcl",
+        "burst.json",
+        "burst.nomad.hcl",
         "cntwn.json",
         "cntwn.nomad.hcl",
         "elastic.json",
@@ -101,12 +105,12 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
         "ephemeral.json",
         "ephemeral.nomad.hcl",
     ]
-    assert first.output.count("wrote") == 6
+    assert first.output.count("wrote") == 10
     second = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--json"])
     assert json.loads(second.output)["written"] == []
     check = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--check"])
     assert check.exit_code == 0
-    assert "6 jobspec file(s) are fresh" in check.output
+    assert "10 jobspec file(s) are fresh" in check.output
 
 
 def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
@@ -127,7 +131,7 @@ def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
 def test_render_format_json_only(tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--format", "json"]).exit_code == 0
-    assert sorted(p.suffix for p in (out / "glasgow").iterdir()) == [".json"] * 3
+    assert sorted(p.suffix for p in (out / "glasgow").iterdir()) == [".json"] * 5
 
 
 def test_usage_error_exits_2() -> None:

@@ -50,8 +50,10 @@ def test_good_deploy_is_healthy_and_uses_check_and_set(fake: FakeNomad) -> None:
     assert "cntwn: healthy: glasgow-cntwn: 2 worker(s) running, one per eligible node" in result.output
     assert "elastic: healthy: glasgow-elastic: deployment successful, 4/4 worker(s) healthy" in result.output
     assert "ephemeral: healthy: glasgow-ephemeral: 2 ephemeral worker(s) running" in result.output
+    assert "burst: healthy: registered a parameterized job: `nomadwn autoscale` dispatches its workers" in result.output
+    assert "autoscaler: healthy: glasgow-autoscaler: deployment successful, 2/2 worker(s) healthy" in result.output
     registers = [r for r in fake.requests if r.method in ("POST", "PUT") and r.path == "/v1/jobs"]
-    assert len(registers) == 3
+    assert len(registers) == 5
     for r in registers:
         assert isinstance(r.body, dict)
         assert r.body["EnforceIndex"] is True and r.body["JobModifyIndex"] == 0 and r.body["PreserveCounts"] is True
@@ -63,7 +65,7 @@ def test_redeploy_without_change_registers_nothing(fake: FakeNomad) -> None:
     fake.clear_requests()
     again = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s")
     assert again.exit_code == 0, again.output
-    assert again.output.count(": no change") == 3
+    assert again.output.count(": no change") == 5
     assert fake.requests_to("POST", "/v1/jobs") == []
 
 

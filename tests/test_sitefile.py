@@ -36,6 +36,13 @@ def _drop(path: str) -> Mutate:
     return mutate
 
 
+def _rename_flavour(old: str, new: str) -> Mutate:
+    def mutate(data: dict[str, Any]) -> None:
+        data["flavours"][new] = data["flavours"].pop(old)
+
+    return mutate
+
+
 CASES: list[tuple[str, Mutate, list[str]]] = [
     (
         "unknown-key",
@@ -49,7 +56,7 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
         "unknown-key-in-defaults",
         _set("defaults.htcondor.colector", ["cm"]),
         [
-            "defaults.htcondor.colector (used by flavours cntwn, elastic, ephemeral): unknown key; check the "
+            "defaults.htcondor.colector (used by flavours cntwn, elastic, ephemeral, burst): unknown key; check the "
             "spelling against the configuration reference (nomadwn init writes an example)"
         ],
     ),
@@ -140,6 +147,7 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
             "flavours.cntwn.htcondor: required, but missing",
             "flavours.elastic.htcondor: required, but missing",
             "flavours.ephemeral.htcondor.collector: required, but missing",  # it has its own htcondor block
+            "flavours.burst.htcondor: required, but missing",
         ],
     ),
     (
@@ -180,7 +188,35 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
     (
         "autoscale-without-scaling",
         _set("flavours.ephemeral.autoscale", {"ramp": 2}),
-        ["flavours.ephemeral.autoscale: needs a scaling block: its min and max bound what the autoscaler may set"],
+        [
+            "flavours.ephemeral.autoscale: needs a scaling block: its min and max bound what the autoscaler may set",
+            "flavours.ephemeral.count: an autoscaled batch flavour is dispatched one worker per job; "
+            "set count to 1 or remove it",
+        ],
+    ),
+    (
+        "autoscale-system",
+        _set("flavours.cntwn.autoscale", {"ramp": 2}),
+        [
+            "flavours.cntwn.autoscale: needs a scaling block: its min and max bound what the autoscaler may set",
+            "flavours.cntwn.autoscale: a system job runs one worker per node and cannot be autoscaled; "
+            "use kind: service or batch",
+        ],
+    ),
+    (
+        "autoscaled-flavours-in-two-pools",
+        _set("flavours.burst.htcondor", {"collector": ["other-cm.example:9618"]}),
+        ["flavours.burst.htcondor.collector: autoscaled flavours must share one pool: use flavour elastic's collector"],
+    ),
+    (
+        "flavour-named-autoscaler",
+        _rename_flavour("burst", "autoscaler"),
+        ["flavours.autoscaler.kind: the name 'autoscaler' is taken by the site's autoscaler job; rename this flavour"],
+    ),
+    (
+        "autoscaler-image-unpinned",
+        _drop("autoscaler.image.repository"),
+        ["autoscaler.image.repository: required, but missing"],
     ),
     (
         "autoscale-stale-before-evaluated",
@@ -190,7 +226,7 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
     (
         "unknown-top-level",
         _set("flavors", {}),
-        ["flavors: unknown top-level key; use name, nomad, defaults, flavours"],
+        ["flavors: unknown top-level key; use name, nomad, autoscaler, defaults, flavours"],
     ),
 ]
 
@@ -271,5 +307,5 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 
 def test_example_site_is_valid() -> None:
     site = load_site(Path(__file__).resolve().parent.parent / "examples" / "glasgow.yaml")
-    assert list(site.flavours) == ["cntwn", "elastic", "ephemeral"]
-    assert [f.kind for f in site.flavours.values()] == ["system", "service", "batch"]
+    assert list(site.flavours) == ["cntwn", "elastic", "ephemeral", "burst"]
+    assert [f.kind for f in site.flavours.values()] == ["system", "service", "batch", "batch"]

@@ -101,7 +101,7 @@ def registration(job: api.Job, alloc_id: str) -> dict[str, Any]:
         "Checks": [
             {
                 "Name": check.Name,
-                "Args": [check.Command, *check.Args],
+                "Args": [check.Command or "", *(check.Args or [])],
                 "Interval": go_duration(check.Interval),
                 "Timeout": go_duration(check.Timeout),
             }

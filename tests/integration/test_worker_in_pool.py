@@ -322,6 +322,7 @@ def _fold_bool(value: str) -> str:
 def health_argv(site: Site) -> list[str]:
     """The Nomad script check of the rendered job, as Nomad runs it inside the task."""
     check = build_job(site, FLAVOUR).TaskGroups[0].Tasks[0].Services[0].Checks[0]
+    assert check.Command is not None and check.Args is not None
     return [check.Command, *check.Args]
 
 
