@@ -200,9 +200,13 @@ class Supply:
 class CondorSource(Protocol):
     """What the autoscaler observes in HTCondor: idle demand and the workers of a site."""
 
-    def idle_demand(self, *, negotiated_only: bool = False) -> Demand: ...
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand: ...
 
     def workers(self, site: str) -> Supply: ...
+
+    def check_expression(self, expression: str) -> str | None:
+        """Why ``expression`` is not a ClassAd expression HTCondor accepts (None: it is)."""
+        ...
 
 
 # ---------------------------------------------------------------------------
@@ -250,6 +254,7 @@ def _default_bindings() -> Any:
         param=htcondor2.param,
         Undefined=classad2.Value.Undefined,
         Error=classad2.Value.Error,
+        external_refs=lambda text: sorted(classad2.ClassAd().externalRefs(classad2.ExprTree(text))),
     )
 
 
@@ -305,8 +310,20 @@ class HTCondorSource:
 
     # ---- demand ------------------------------------------------------------
 
-    def idle_demand(self, *, negotiated_only: bool = False) -> Demand:
+    def check_expression(self, expression: str) -> str | None:
+        """Why ``expression`` is not a ClassAd expression HTCondor accepts (None: it is)."""
+        try:
+            self._b.external_refs(expression)
+        except self._errors as exc:
+            return str(exc) or "not a ClassAd expression"
+        return None
+
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
         """Idle jobs of every schedd, grouped by shape.
+
+        With ``requirements`` (a ClassAd expression over the job ad), only the idle jobs
+        for which it is true; the attributes it reads are projected too (GroupBy
+        evaluates the constraint on the projected ads), so they split the groups.
 
         With ``negotiated_only``, only jobs submitted before the negotiator's last
         cycle started (``QDate < LastNegotiationCycleTime0``, as the GCP HTCondor
@@ -321,6 +338,17 @@ class HTCondorSource:
             # GroupBy applies the constraint to the grouped ads, so QDate must be projected too.
             constraint = f"JobStatus == 1 && QDate < {cycle}"
             projection.append("QDate")
+        if requirements is not None:
+            refs = self._call(
+                "parsing the requirements",
+                "a ClassAd expression",
+                "check the expression",
+                self._b.external_refs,
+                requirements,
+            )
+            constraint = f"{constraint} && ({requirements})"
+            # Only the job's own attributes can be projected (not TARGET.x).
+            projection += [r for r in refs if "." not in r and r not in projection]
         located = self._collector_call("locating schedds", "locateAll", self._b.DaemonType.Schedd)
         taken_at = self._clock()
         counts: dict[tuple[int, int, int | None], int] = {}

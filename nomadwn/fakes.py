@@ -1,22 +1,32 @@
-"""In-memory, scriptable fakes of nomadwn's protocols (Nomad, Consul), for tests.
+"""In-memory, scriptable fakes of nomadwn's protocols (Nomad, Consul, HTCondor), for tests.
 
 :class:`ScriptedNomad` implements :class:`~nomadwn.nomad.NomadAPI`. A test scripts
 what Nomad reports step by step (allocations, deployment, evaluation); each
 blocking read advances one step and, when given a :class:`FakeClock`, advances it
 by the wait it would have blocked for when nothing changed. Writes are recorded in
 ``calls`` for assertions.
+
+For the autoscaler loop: :class:`MemoryNomad` (a stateful cluster: counts, allocations
+with name indexes, dispatched children), :class:`MemoryCondor` (HTCondor's view of
+it) and :class:`FakeLock` (a leader lock that is held, not held, or unreachable). Each
+has a ``fail`` set naming the calls that raise, for outages in every phase.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nomadwn import nomad_api as api
+from nomadwn.condor import Demand, JobShape, Supply, Worker, WorkerState
 from nomadwn.consul import ServiceInstance
+from nomadwn.errors import CondorError, ConsulError, NomadError
 from nomadwn.nomad import (
     Allocation,
     Deployment,
+    DispatchedJob,
+    DispatchResult,
     Evaluation,
     Indexed,
     JobStatus,
@@ -42,7 +52,11 @@ class FakeClock:
 
 @dataclass
 class ScriptedNomad:
-    """A :class:`NomadAPI` whose answers are scripted per step."""
+    """A :class:`NomadAPI` whose answers are scripted per step.
+
+    ``dispatched_jobs`` is what :meth:`dispatched` answers, for any parent; :meth:`dispatch`
+    only records the call and names a child, it adds none to that list.
+    """
 
     plan_result: PlanResult | None = None
     current: JobStatus | None = None
@@ -52,6 +66,7 @@ class ScriptedNomad:
     clock: FakeClock | None = None
     calls: list[tuple[str, Any]] = field(default_factory=list)
     job_versions: list[JobVersion] = field(default_factory=list)
+    dispatched_jobs: list[DispatchedJob] = field(default_factory=list)
     _step: int = 0
     _eval_step: int = 0
 
@@ -115,6 +130,14 @@ class ScriptedNomad:
         self.calls.append(("scale", {"job": job_id, "group": group, "count": count, "message": message}))
         return "eval-scale"
 
+    def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult:
+        self.calls.append(("dispatch", {"job": job_id, "meta": dict(meta), "idempotency_token": idempotency_token}))
+        n = sum(1 for name, _ in self.calls if name == "dispatch")
+        return DispatchResult(dispatched_job_id=f"{job_id}/dispatch-1700000000-{n:08x}", eval_id=f"eval-dispatch-{n}")
+
+    def dispatched(self, parent_id: str) -> list[DispatchedJob]:
+        return list(self.dispatched_jobs)
+
 
 @dataclass
 class FakeConsulHealth:
@@ -124,3 +147,194 @@ class FakeConsulHealth:
 
     def service_health(self, name: str, tag: str | None = None) -> list[ServiceInstance]:
         return [i for i in self.services.get(name, []) if tag is None or tag in i.tags]
+
+
+# ---------------------------------------------------------------------------
+# The autoscaler's world: a tiny Nomad cluster, HTCondor's view of it, a leader lock
+
+
+def _alloc(alloc_id: str, job_id: str, index: int, status: str = "running") -> Allocation:
+    return Allocation(
+        id=alloc_id,
+        group="worker",
+        node_id="node-1",
+        node_name="n1",
+        client_status=status,
+        desired_status="run",
+        job_version=0,
+        healthy=True,
+        canary=False,
+        task_failed=False,
+        events=[],
+        name=f"{job_id}.worker[{index}]",
+    )
+
+
+@dataclass
+class MemoryNomad:
+    """A :class:`~nomadwn.nomad.NomadAPI` cluster in memory: counts, allocations, dispatched children.
+
+    ``scale`` places or stops allocations at once (highest name index first, as Nomad);
+    ``dispatch`` adds one running child. ``fail`` names methods that raise NomadError
+    (a Nomad outage in that phase); ``calls`` records every write.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    allocs: dict[str, list[Allocation]] = field(default_factory=dict)
+    children: dict[str, list[DispatchedJob]] = field(default_factory=dict)
+    fail: set[str] = field(default_factory=set)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _next: int = 0
+
+    def _maybe_fail(self, what: str) -> None:
+        if what in self.fail:
+            raise NomadError(f"Nomad: {what} at http://nomad.test:4646 failed: connection refused; check NOMAD_ADDR")
+
+    def add_service(self, job_id: str, count: int) -> None:
+        self.counts[job_id] = 0
+        self.allocs[job_id] = []
+        self._resize(job_id, count)
+
+    def _resize(self, job_id: str, count: int) -> None:
+        live = sorted(self.allocs[job_id], key=lambda a: int(a.name.rsplit("[", 1)[1][:-1]))
+        while len(live) > count:
+            live.pop()  # the highest name index stops first
+        used = {int(a.name.rsplit("[", 1)[1][:-1]) for a in live}
+        index = 0
+        while len(live) < count:
+            while index in used:
+                index += 1
+            self._next += 1
+            live.append(_alloc(f"alloc-{self._next:04d}", job_id, index))
+            used.add(index)
+        self.allocs[job_id] = live
+        self.counts[job_id] = count
+
+    # -- NomadAPI ------------------------------------------------------------------------
+
+    def plan(self, job: api.Job) -> PlanResult:
+        raise NotImplementedError
+
+    def register(self, job: api.Job, *, enforce_index: int | None, preserve_counts: bool) -> RegisterResult:
+        raise NotImplementedError
+
+    def job(self, job_id: str) -> JobStatus | None:
+        self._maybe_fail("job")
+        if job_id not in self.counts:
+            return None
+        return JobStatus(job_id, "service", "running", 0, True, 1, {"worker": self.counts[job_id]})
+
+    def versions(self, job_id: str) -> list[JobVersion]:
+        return []
+
+    def allocations(self, job_id: str, *, index: int = 0, wait: float = 0) -> Indexed[list[Allocation]]:
+        self._maybe_fail("allocations")
+        return Indexed(list(self.allocs.get(job_id, [])), 1)
+
+    def evaluation(self, eval_id: str, *, index: int = 0, wait: float = 0) -> Indexed[Evaluation]:
+        raise NotImplementedError
+
+    def latest_deployment(self, job_id: str, *, index: int = 0, wait: float = 0) -> Indexed[Deployment | None]:
+        return Indexed(None, 1)
+
+    def promote(self, deployment_id: str) -> None:
+        raise NotImplementedError
+
+    def revert(self, job_id: str, version: int, *, enforce_prior_version: int | None = None) -> RegisterResult:
+        raise NotImplementedError
+
+    def stop(self, job_id: str, *, purge: bool = False) -> str:
+        raise NotImplementedError
+
+    def scale(self, job_id: str, group: str, count: int, message: str) -> str:
+        self._maybe_fail("scale")
+        self.calls.append(("scale", {"job": job_id, "group": group, "count": count, "message": message}))
+        self._resize(job_id, count)
+        return "eval-scale"
+
+    def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult:
+        self._maybe_fail("dispatch")
+        self.calls.append(("dispatch", {"job": job_id, "meta": dict(meta), "token": idempotency_token}))
+        self._next += 1
+        child = f"{job_id}/dispatch-1700000000-{self._next:08x}"
+        self.children.setdefault(job_id, []).append(
+            DispatchedJob(id=child, status="running", queued=0, starting=0, running=1, complete=0, failed=0, lost=0)
+        )
+        return DispatchResult(dispatched_job_id=child, eval_id=f"eval-{self._next}")
+
+    def dispatched(self, parent_id: str) -> list[DispatchedJob]:
+        self._maybe_fail("dispatched")
+        return list(self.children.get(parent_id, []))
+
+
+@dataclass
+class MemoryCondor:
+    """A :class:`~nomadwn.condor.CondorSource` over a :class:`MemoryNomad`: each live allocation is a worker.
+
+    ``idle`` is the idle demand per shape ``(cpus, memory_mb) -> jobs``; ``claims``
+    sets a worker's state by allocation ID (default unclaimed); ``fail`` names the
+    methods that raise CondorError; ``partial`` makes demand miss a schedd;
+    ``on_workers`` runs before each ``workers`` answer (to change claims mid-step).
+    """
+
+    nomad: MemoryNomad
+    clock: FakeClock
+    site: str = "glasgow"
+    flavours: dict[str, str] = field(default_factory=dict)  # job id -> flavour
+    idle: dict[tuple[int, int], int] = field(default_factory=dict)
+    claims: dict[str, WorkerState] = field(default_factory=dict)
+    fail: set[str] = field(default_factory=set)
+    partial: bool = False
+    demand_age: float = 0.0
+    on_workers: Callable[[], None] | None = None
+    requirements_seen: list[str | None] = field(default_factory=list)
+
+    def check_expression(self, expression: str) -> str | None:
+        return "Unable to parse string into a ClassAd." if expression.count("(") != expression.count(")") else None
+
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
+        if "idle_demand" in self.fail:
+            raise CondorError("HTCondor: querying idle jobs at schedd s1 failed: timed out; check the schedd")
+        self.requirements_seen.append(requirements)
+        shapes = [JobShape(cpus=c, memory_mb=m, disk_kb=None, count=n) for (c, m), n in sorted(self.idle.items())]
+        failed = ["s2"] if self.partial else []
+        errors = {"s2": "HTCondor: querying idle jobs at schedd s2 failed: timed out"} if self.partial else {}
+        return Demand(shapes, ["s1"], failed, self.clock() - self.demand_age, errors)
+
+    def workers(self, site: str) -> Supply:
+        if self.on_workers is not None:
+            self.on_workers()
+        if "workers" in self.fail:
+            raise CondorError("HTCondor: reading the slots at cm:9618 failed: connection refused; check the collector")
+        out = []
+        for job_id, allocs in self.nomad.allocs.items():
+            for a in allocs:
+                out.append(self._worker(a.id, job_id, self.flavours.get(job_id, "")))
+        for job_id, children in self.nomad.children.items():
+            for child in children:
+                out.append(self._worker(f"alloc-of-{child.id}", child.id, self.flavours.get(job_id, "")))
+        return Supply(out, self.clock())
+
+    def _worker(self, alloc_id: str, job_id: str, flavour: str) -> Worker:
+        state = self.claims.get(alloc_id, "unclaimed")
+        return Worker(alloc_id, job_id, flavour, self.site, f"w-{alloc_id}", state, "Idle", 8, 8, 16384, 16384, 0)
+
+
+@dataclass
+class FakeLock:
+    """A :class:`~nomadwn.autoscale.loop.Leadership`: held or not, or Consul unreachable."""
+
+    held: bool = True
+    down: bool = False
+    released: int = 0
+    holds: int = 0
+
+    def hold(self) -> bool:
+        self.holds += 1
+        if self.down:
+            raise ConsulError("Consul: renewing session at http://127.0.0.1:8500 failed: connection refused")
+        return self.held
+
+    def release(self) -> None:
+        self.released += 1
+        self.held = False

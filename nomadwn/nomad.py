@@ -7,6 +7,8 @@ It fills python-nomad 2.1.0's gaps:
 * TLS verification is **on** by default (python-nomad's default is off);
 * blocking queries (``?index=N&wait=...``) with the ``X-Nomad-Index`` header kept;
 * ``EnforceIndex``/``PreserveCounts`` on register, and the job scale endpoint;
+* dispatch with the idempotency token where Nomad reads it (python-nomad's
+  ``dispatch_job`` puts it in the body as ``idempotency_token``, which Nomad ignores);
 * namespace and region sent on every call (python-nomad skips evaluations);
 * one timeout per call, longer than the blocking wait it carries;
 * every python-nomad and requests exception becomes a :class:`NomadError` that says
@@ -16,6 +18,7 @@ It fills python-nomad 2.1.0's gaps:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
@@ -157,9 +160,16 @@ class TaskEvent:
     failed_task: bool
 
 
+_NAME_INDEX = re.compile(r"\[(\d+)\]$")
+
+
 @dataclass(frozen=True)
 class Allocation:
-    """One allocation of a job, as the allocation list shows it."""
+    """One allocation of a job, as the allocation list shows it.
+
+    ``name`` is Nomad's ``<job>.<group>[<index>]``; the reconciler stops the highest
+    indexes first when a group scales in.
+    """
 
     id: str
     group: str
@@ -172,6 +182,44 @@ class Allocation:
     canary: bool
     task_failed: bool
     events: list[TaskEvent]
+    name: str = ""
+
+    @property
+    def index(self) -> int | None:
+        """The ``[N]`` at the end of the name (None when there is none)."""
+        found = _NAME_INDEX.search(self.name)
+        return int(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class DispatchedJob:
+    """A child job dispatched from a parameterized job, with its allocation counts over all groups.
+
+    The counts are the job list's ``JobSummary``: ``queued`` waits for capacity,
+    ``starting`` is placed but not yet running, the rest are what their names say.
+    """
+
+    id: str
+    status: str
+    queued: int
+    starting: int
+    running: int
+    complete: int
+    failed: int
+    lost: int
+
+    @property
+    def live(self) -> int:
+        """Allocations that run or will run: queued + starting + running."""
+        return self.queued + self.starting + self.running
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """Nomad's answer to a dispatch: the child job, and its evaluation (empty when the token matched)."""
+
+    dispatched_job_id: str
+    eval_id: str
 
 
 @dataclass(frozen=True)
@@ -247,6 +295,10 @@ class NomadAPI(Protocol):
     def stop(self, job_id: str, *, purge: bool = False) -> str: ...
 
     def scale(self, job_id: str, group: str, count: int, message: str) -> str: ...
+
+    def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult: ...
+
+    def dispatched(self, parent_id: str) -> list[DispatchedJob]: ...
 
 
 # ---------------------------------------------------------------------------
@@ -326,6 +378,27 @@ def _allocation(raw: Mapping[str, Any]) -> Allocation:
         canary=bool(health.get("Canary")),
         task_failed=failed,
         events=sorted(events, key=lambda ev: ev.time_ns),
+        name=str(raw.get("Name") or ""),
+    )
+
+
+_SUMMARY_KEYS = ("Queued", "Starting", "Running", "Complete", "Failed", "Lost")
+
+
+def _dispatched_job(stub: Mapping[str, Any]) -> DispatchedJob:
+    totals = dict.fromkeys(_SUMMARY_KEYS, 0)
+    for group in ((stub.get("JobSummary") or {}).get("Summary") or {}).values():
+        for key in _SUMMARY_KEYS:
+            totals[key] += int((group or {}).get(key) or 0)
+    return DispatchedJob(
+        id=str(stub["ID"]),
+        status=str(stub.get("Status") or ""),
+        queued=totals["Queued"],
+        starting=totals["Starting"],
+        running=totals["Running"],
+        complete=totals["Complete"],
+        failed=totals["Failed"],
+        lost=totals["Lost"],
     )
 
 
@@ -647,3 +720,51 @@ class NomadClient:
             )
         )
         return str(raw.get("EvalID") or "")
+
+    def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult:
+        """Dispatch one child of the parameterized job ``job_id`` (``POST /v1/job/<id>/dispatch``).
+
+        The body is ``{"Meta": meta}`` with no ``Payload`` (nomadwn's parameterized jobs
+        forbid one). The token travels as the ``idempotency_token`` query parameter, where
+        Nomad's HTTP API reads it into the request's ``WriteRequest.IdempotencyToken``.
+
+        Nomad's semantics (``Job.Dispatch`` in ``nomad/job_endpoint.go``, 1.9): when any
+        child of this parent that has not been garbage-collected carries the same token,
+        whatever its status (running or already dead), Nomad creates nothing and returns
+        that child's ID with an empty ``EvalID``. So a retry after a lost reply or a
+        timeout never starts a second child; but a token must be new for every worker
+        wanted, since a reused one keeps returning the old child until job GC removes it.
+        Meta and payload are validated before the token is looked at.
+        """
+        if not idempotency_token:
+            raise ValueError("dispatch needs an idempotency token, so that a retried dispatch starts no second child")
+        raw = self._json(
+            self._call(
+                f"dispatching job {job_id}",
+                self._nomad.job,
+                job_id,
+                "dispatch",
+                method="post",
+                params={"idempotency_token": idempotency_token},
+                body={"Meta": dict(meta)},
+            )
+        )
+        return DispatchResult(
+            dispatched_job_id=str(raw.get("DispatchedJobID") or ""), eval_id=str(raw.get("EvalID") or "")
+        )
+
+    def dispatched(self, parent_id: str) -> list[DispatchedJob]:
+        """The children dispatched from the parameterized job ``parent_id`` that Nomad still knows.
+
+        Lists ``GET /v1/jobs?prefix=<parent>/dispatch-`` (a child's ID is
+        ``<parent>/dispatch-<unix seconds>-<8 hex>``) and keeps the stubs whose
+        ``ParentID`` is the parent, since another job's ID may share the prefix.
+        """
+        raw = self._json(
+            self._call(
+                f"listing the dispatched jobs of {parent_id}",
+                self._nomad.jobs,
+                params={"prefix": f"{parent_id}/dispatch-"},
+            )
+        )
+        return [_dispatched_job(stub) for stub in raw or [] if stub.get("ParentID") == parent_id]

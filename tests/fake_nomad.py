@@ -21,7 +21,15 @@ taken from.  In short:
   complete/failed) with task events, deployment health and deployment status;
 * what happens to a job's allocations is chosen per job with :meth:`FakeNomad.script`
   (scenarios: ``healthy`` (default), ``bad_image``, ``unplaceable``, ``failing_check``,
-  ``oom``, ``batch_complete``).
+  ``oom``, ``batch_complete``); a parameterized job's script also rules its children;
+* ``POST /v1/job/<id>/dispatch`` creates a child job as Nomad's ``Job.Dispatch`` does
+  (``<parent>/dispatch-<unix>-<8 hex>``, ``ParentID``, ``Dispatched``, merged meta,
+  ``IdempotencyToken``), with its own evaluation and allocations; the parameterized
+  parent itself never gets an evaluation or an allocation;
+* hooks for tests that drive real workers: ``on_running`` and ``on_stop`` are called
+  with the allocation stub when an allocation starts running or Nomad stops it (in
+  their own thread, without the fake's lock), and :meth:`FakeNomad.complete_alloc`
+  ends an allocation as if its process had exited by itself.
 
 Use it as a context manager::
 
@@ -33,12 +41,14 @@ Use it as a context manager::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import functools
 import heapq
 import itertools
 import json
+import queue
 import random
 import re
 import socket
@@ -246,6 +256,60 @@ def _destructive(old_job: Mapping[str, Any], new_job: Mapping[str, Any], group: 
     if {k: v for k, v in old.items() if k not in strip} != {k: v for k, v in new.items() if k not in strip}:
         return True
     return old_job.get("Meta") != new_job.get("Meta")
+
+
+def _is_parameterized(job: Mapping[str, Any]) -> bool:
+    """structs.Job.IsParameterized: a dispatched child keeps the block but is not parameterized."""
+    return job.get("ParameterizedJob") is not None and not job.get("Dispatched")
+
+
+def _body_field(body: Mapping[str, Any], name: str) -> Any:
+    """A body field as Go's encoding/json finds it: the exact name, else a case-insensitive match."""
+    if name in body:
+        return body[name]
+    return next((v for k, v in body.items() if k.lower() == name.lower()), None)
+
+
+def _go_json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string"
+
+
+def snappy_literal(data: bytes) -> bytes:
+    """Snappy block encoding with literals only: valid for any snappy decoder.
+
+    Nomad stores a dispatched job's payload ``snappy.Encode``-d; an empty payload is the
+    single byte 0 (``"AA=="`` in JSON) either way, longer ones may differ in bytes from
+    Go's encoder, which also emits copies.
+    """
+    out = bytearray()
+    n = len(data)
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    for start in range(0, len(data), 65536):
+        chunk = data[start : start + 65536]
+        m = len(chunk) - 1
+        if m < 60:
+            out.append(m << 2)
+        elif m < 256:
+            out += bytes([60 << 2, m])
+        else:
+            out += bytes([61 << 2]) + m.to_bytes(2, "little")
+        out += chunk
+    return bytes(out)
+
+
+DISPATCH_PAYLOAD_LIMIT = 16 * 1024  # nomad/job_endpoint.go DispatchPayloadSizeLimit
 
 
 def _alloc_terminal(alloc: Mapping[str, Any]) -> bool:
@@ -565,6 +629,13 @@ class FakeNomad:
     ``token``: if set, requests need ``X-Nomad-Token`` (or ``Authorization: Bearer``) with
     it; without a token Nomad answers 403 "Permission denied", with another 403 "ACL token
     not found". ``step_delay``: seconds between scripted state transitions.
+
+    ``on_running`` is called with an allocation's stub (``ID``, ``JobID``, ``TaskGroup``,
+    ``Name``, ...) when it starts running; ``on_stop`` when Nomad stops it (desired status
+    ``stop``: scale-in, job stop, replacement). Both run in one "fake-nomad-hooks" thread,
+    in order and without the fake's lock, so they may call the fake's HTTP API or
+    :meth:`complete_alloc`, but not :meth:`settle` (which waits for them). An exception
+    in a hook is reported like a scheduler error.
     """
 
     def __init__(
@@ -575,6 +646,8 @@ class FakeNomad:
         step_delay: float = 0.05,
         region: str = "global",
         jitter: bool = True,
+        on_running: Callable[[Json], None] | None = None,
+        on_stop: Callable[[Json], None] | None = None,
     ) -> None:
         self.step_delay = step_delay
         self.region = region
@@ -610,6 +683,10 @@ class FakeNomad:
         self._closed = threading.Event()
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self._on_running = on_running
+        self._on_stop = on_stop
+        self._hooks: queue.SimpleQueue[tuple[Callable[[Json], None], Json] | None] = queue.SimpleQueue()
+        self._hooks_pending = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -620,7 +697,8 @@ class FakeNomad:
         self._server = _Server(self)
         serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         timers = threading.Thread(target=self._timer_loop, name="fake-nomad-scheduler", daemon=True)
-        self._threads = [serve, timers]
+        hooks = threading.Thread(target=self._hook_loop, name="fake-nomad-hooks", daemon=True)
+        self._threads = [serve, timers, hooks]
         for thread in self._threads:
             thread.start()
         return self
@@ -633,6 +711,7 @@ class FakeNomad:
             self._closing = True
             self._cond.notify_all()
             self._timer_cv.notify_all()
+        self._hooks.put(None)
         self._closed.set()
         if self._server is not None:
             self._server.shutdown()
@@ -685,6 +764,9 @@ class FakeNomad:
         ``check``; oom: ``exit_code``; batch_complete: ``exit_code``; unplaceable:
         ``constraint``, ``dimension``, ``filtered``, ``exhausted``, ``class_filtered``,
         ``progress_deadline`` (seconds until the deployment fails).
+
+        A parameterized job's script applies to the children dispatched from it (unless
+        a child is scripted by its own ID); ``affected`` counts across them.
         """
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -716,6 +798,22 @@ class FakeNomad:
             if alloc.get("DeploymentID"):
                 self._set_health(alloc_id, healthy=False, idx=idx)
             self._refresh_status(self._alloc_key(alloc), idx)
+
+    def complete_alloc(self, alloc_id: str, exit_code: int = 0) -> None:
+        """End a running allocation's tasks as if their process exited by itself (e.g. idle shutdown).
+
+        Exit code 0 leaves it ``complete``, anything else ``failed``. The fake neither
+        restarts nor reschedules it (Nomad would restart a service job's task under its
+        restart policy). Raises ValueError for an unknown allocation or one that is not
+        running.
+        """
+        with self._lock:
+            alloc = self._allocs.get(alloc_id)
+            if alloc is None:
+                raise ValueError(f"no allocation {alloc_id!r}")
+            if alloc["ClientStatus"] != "running":
+                raise ValueError(f"allocation {alloc_id} is {alloc['ClientStatus']}, not running")
+            self._tasks_exited(alloc, exit_code)
 
     def set_count(self, job_id: str, group: str, count: int, *, namespace: str = "default") -> int:
         """Change a group's count out of band (as an autoscaler or operator would); returns the JobModifyIndex."""
@@ -807,13 +905,16 @@ class FakeNomad:
             return [copy.deepcopy(d) for d in self._job_deploys((namespace, job_id))]
 
     def settle(self, timeout: float = 5.0) -> None:
-        """Wait until no scripted transition is pending (raise TimeoutError after ``timeout``)."""
+        """Wait until no scripted transition or hook call is pending (raise TimeoutError after ``timeout``)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._timers and not self._closing:
+            while (self._timers or self._hooks_pending) and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"FakeNomad still has {len(self._timers)} scripted transitions pending")
+                    raise TimeoutError(
+                        f"FakeNomad still has {len(self._timers)} scripted transitions and "
+                        f"{self._hooks_pending} hook calls pending"
+                    )
                 self._timer_cv.wait(min(remaining, 0.05))
 
     # -- the state store -----------------------------------------------------------------
@@ -920,7 +1021,7 @@ class FakeNomad:
     def _job_status(self, key: JobKey) -> str:
         """state.StateStore.getJobStatus."""
         job = self._jobs[key]
-        if job["Type"] == "system" or job.get("Periodic") or job.get("ParameterizedJob"):
+        if job["Type"] == "system" or job.get("Periodic") or _is_parameterized(job):
             return "dead" if job["Stop"] else "running"
         allocs = self._job_allocs(key)
         if any(not _alloc_terminal(a) for a in allocs):
@@ -939,6 +1040,9 @@ class FakeNomad:
             job["Status"] = status
             job["ModifyIndex"] = idx
             self._save_job(key, idx)
+            parent = (key[0], str(job.get("ParentID") or ""))
+            if parent[1] and parent in self._jobs:  # the parent's JobSummary.Children counts it
+                self._touch_summary(parent, idx)
 
     def _schedule(self, delay: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), action))
@@ -962,8 +1066,41 @@ class FakeNomad:
                     self._errors.append(exc)
                 self._timer_cv.notify_all()
 
-    def _delay_for(self, key: JobKey) -> float:
+    def _emit(self, hook: Callable[[Json], None] | None, alloc: Json) -> None:
+        """Queue a hook call with a copy of the allocation's stub (lock held)."""
+        if hook is None:
+            return
+        self._hooks_pending += 1
+        self._hooks.put((hook, self._alloc_stub(alloc)))
+
+    def _hook_loop(self) -> None:
+        while True:
+            item = self._hooks.get()
+            if item is None:
+                return
+            hook, payload = item
+            try:
+                if not self._closing:
+                    hook(payload)
+            except Exception as exc:  # a bug in the test's hook: keep serving, report on exit
+                with self._lock:
+                    self._errors.append(exc)
+            finally:
+                with self._lock:
+                    self._hooks_pending -= 1
+                    self._timer_cv.notify_all()
+
+    def _script_for(self, key: JobKey) -> Scenario | None:
+        """The job's script or, for a dispatched child, its parent's."""
         script = self._scripts.get(key)
+        if script is None:
+            job = self._jobs.get(key)
+            if job is not None and job.get("ParentID"):
+                script = self._scripts.get((key[0], str(job["ParentID"])))
+        return script
+
+    def _delay_for(self, key: JobKey) -> float:
+        script = self._script_for(key)
         return script.delay if script is not None and script.delay is not None else self.step_delay
 
     # -- HTTP entry point ----------------------------------------------------------------
@@ -1136,9 +1273,11 @@ class FakeNomad:
                     return self._job_evaluate(key)
             if suffix == "/stable" and write:
                 return self._job_stable(job_id, ns, need_body())
+            if suffix == "/dispatch" and write:
+                return self._job_dispatch(job_id, ns, query, need_body())
             if suffix in ("/allocations", "/evaluations", "/deployments", "/deployment", "/versions", "/summary"):
                 raise NomadAPIError(405, "Invalid method")
-            if suffix in ("/plan", "/revert", "/evaluate", "/stable", "/scale"):
+            if suffix in ("/plan", "/revert", "/evaluate", "/stable", "/scale", "/dispatch"):
                 raise NomadAPIError(405, "Invalid method")
             raise NomadAPIError(501, f"FakeNomad does not implement /v1/job/:job_id{suffix}")
         if get:
@@ -1221,7 +1360,7 @@ class FakeNomad:
             "Type": job["Type"],
             "Priority": job["Priority"],
             "Periodic": job["Periodic"] is not None,
-            "ParameterizedJob": job["ParameterizedJob"] is not None,
+            "ParameterizedJob": _is_parameterized(job),
             "Stop": job["Stop"],
             "Status": job["Status"],
             "StatusDescription": job["StatusDescription"],
@@ -1256,12 +1395,20 @@ class FakeNomad:
                 for group, queued in (ev.get("QueuedAllocations") or {}).items():
                     if group in groups:
                         groups[group]["Queued"] = queued
+        children = {"Pending": 0, "Running": 0, "Dead": 0}
+        for (ns, _), other in self._jobs.items():
+            if (
+                ns == key[0]
+                and other.get("ParentID") == job["ID"]
+                and other["Status"] in ("pending", "running", "dead")
+            ):
+                children[str(other["Status"]).capitalize()] += 1
         created, modified = self._summary_index.get(key, (job["CreateIndex"], job["ModifyIndex"]))
         return {
             "JobID": job["ID"],
             "Namespace": job["Namespace"],
             "Summary": groups,
-            "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+            "Children": children,
             "CreateIndex": created,
             "ModifyIndex": modified,
         }
@@ -1576,6 +1723,13 @@ class FakeNomad:
                 raise NomadAPIError(500, f"{ENFORCE_INDEX_PREFIX} {job_modify_index}: job does not exist")
         if existing is not None and existing["Type"] != job["Type"]:
             raise NomadAPIError(500, f'cannot update job from type "{existing["Type"]}" to "{job["Type"]}"')
+        if existing is not None and _is_parameterized(existing) != _is_parameterized(job):
+            raise NomadAPIError(
+                500,
+                "cannot update parameterized job to being non-parameterized"
+                if _is_parameterized(existing)
+                else "cannot update non-parameterized job to being parameterized",
+            )
         if existing is not None and preserve_counts:
             previous = {tg["Name"]: tg["Count"] for tg in existing["TaskGroups"]}
             for tg in job["TaskGroups"]:
@@ -1591,12 +1745,14 @@ class FakeNomad:
             assert existing is not None
             jmi = int(existing["JobModifyIndex"])
         eval_id, eval_index = "", 0
-        if not (job.get("Periodic") or job.get("ParameterizedJob")):
+        if not (job.get("Periodic") or _is_parameterized(job)):
             eval_index = index or self._next()
             ev = self._new_eval(key, self._jobs[key], triggered_by, eval_index, job_modify_index=jmi)
             eval_id = ev["ID"]
             index = eval_index
             self._refresh_status(key, eval_index)
+        elif spec_changed:  # no eval: the state store still sets the status (running until stopped)
+            self._refresh_status(key, index)
         return {
             "EvalID": eval_id,
             "EvalCreateIndex": eval_index,
@@ -1804,10 +1960,13 @@ class FakeNomad:
                 stopped = copy.deepcopy(_spec(job))
                 stopped["Stop"] = True
                 self._store_new_version(key, stopped, job, idx)
-            ev = self._new_eval(key, job, "job-deregister", idx, job_modify_index=idx, eval_type="service")
+            eval_id = ""
+            if not (job.get("Periodic") or _is_parameterized(job)):  # Job.Deregister creates no eval for these
+                ev = self._new_eval(key, job, "job-deregister", idx, job_modify_index=idx, eval_type="service")
+                eval_id = ev["ID"]
             self._refresh_status(key, idx)
         return _Reply(
-            body={**empty, "EvalID": ev["ID"], "EvalCreateIndex": idx, "JobModifyIndex": idx, "Index": idx}, index=idx
+            body={**empty, "EvalID": eval_id, "EvalCreateIndex": idx, "JobModifyIndex": idx, "Index": idx}, index=idx
         )
 
     def _job_scale(self, job_id: str, ns: str, body: Json) -> _Reply:
@@ -1858,9 +2017,10 @@ class FakeNomad:
             scaled_group["Count"] = count
             jmi = self._next()
             self._store_new_version(key, scaled, job, jmi)
-            eval_index = self._next()
-            ev = self._new_eval(key, scaled, "job-scaling", eval_index, job_modify_index=jmi)
-            eval_id = ev["ID"]
+            if not (job.get("Periodic") or _is_parameterized(job)):  # Job.Scale: "an eval for non-dispatch jobs"
+                eval_index = self._next()
+                ev = self._new_eval(key, scaled, "job-scaling", eval_index, job_modify_index=jmi)
+                eval_id = ev["ID"]
         event_index = self._next()
         event = {
             "Time": now,
@@ -1888,6 +2048,10 @@ class FakeNomad:
         job = self._jobs.get(key)
         if job is None:
             raise NomadAPIError(500, "job not found")
+        if job.get("Periodic"):
+            raise NomadAPIError(500, "can't evaluate periodic job")
+        if _is_parameterized(job):
+            raise NomadAPIError(500, "can't evaluate parameterized job")
         idx = self._next()
         ev = self._new_eval(key, job, "job-register", idx, job_modify_index=int(job["ModifyIndex"]))
         body = {
@@ -1917,6 +2081,131 @@ class FakeNomad:
             target["ModifyIndex"] = idx
             self._save_job(key, idx)
         return _Reply(body={"Index": idx, "JobModifyIndex": idx}, index=idx)
+
+    # -- dispatch (nomad/job_endpoint.go Job.Dispatch, validateDispatchRequest) ---------
+
+    def _job_dispatch(self, job_id: str, ns: str, query: Mapping[str, str], body: Json) -> _Reply:
+        body_job_id = _body_field(body, "JobID")
+        if body_job_id and body_job_id != job_id:
+            raise NomadAPIError(400, "Job ID does not match")
+        meta = _body_field(body, "Meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise NomadAPIError(
+                400,
+                f"json: cannot unmarshal {_go_json_kind(meta)} into Go struct field JobDispatchRequest.Meta "
+                "of type map[string]string",
+            )
+        for value in (meta or {}).values():
+            if not isinstance(value, str):
+                raise NomadAPIError(
+                    400,
+                    f"json: cannot unmarshal {_go_json_kind(value)} into Go struct field JobDispatchRequest.Meta "
+                    "of type string",
+                )
+        payload = self._dispatch_payload(_body_field(body, "Payload"))
+        # The token is WriteRequest.IdempotencyToken: decoded from the body, and
+        # parseWriteRequest sets it from ?idempotency_token= when that is not empty.
+        token = query.get("idempotency_token") or str(_body_field(body, "IdempotencyToken") or "")
+        with self._lock:
+            parent = self._jobs.get((ns, job_id))
+            if parent is None:
+                raise NomadAPIError(500, "parameterized job not found")
+            if not _is_parameterized(parent):
+                raise NomadAPIError(500, f'Specified job "{job_id}" is not a parameterized job')
+            if parent["Stop"]:
+                raise NomadAPIError(500, f'Specified job "{job_id}" is stopped')
+            self._validate_dispatch(parent, meta or {}, payload)
+            if token:
+                for (child_ns, child_id), child in sorted(self._jobs.items()):
+                    if (
+                        child_ns == ns
+                        and child_id.startswith(job_id)
+                        and child["ParentID"] == job_id
+                        and child["DispatchIdempotencyToken"] == token
+                    ):
+                        # Not garbage-collected yet, whatever its status: return it, create nothing.
+                        existing = {
+                            "DispatchedJobID": child_id,
+                            "EvalID": "",
+                            "EvalCreateIndex": 0,
+                            "JobCreateIndex": child["CreateIndex"],
+                            "Index": child["ModifyIndex"],
+                        }
+                        return _Reply(body=existing, index=int(child["ModifyIndex"]))
+            return self._dispatch_child(parent, meta or {}, payload, token)
+
+    @staticmethod
+    def _dispatch_payload(raw: Any) -> bytes:
+        """JobDispatchRequest.Payload ([]byte): base64 in JSON, as Go decodes it."""
+        if raw is None:
+            return b""
+        if not isinstance(raw, str):
+            raise NomadAPIError(
+                400,
+                f"json: cannot unmarshal {_go_json_kind(raw)} into Go struct field JobDispatchRequest.Payload "
+                "of type []uint8",
+            )
+        alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+        try:
+            return base64.b64decode(raw, validate=True)
+        except ValueError:
+            bad = next((i for i, c in enumerate(raw) if c not in alphabet), len(raw))
+            raise NomadAPIError(400, f"illegal base64 data at input byte {bad}") from None
+
+    @staticmethod
+    def _validate_dispatch(parent: Json, meta: Mapping[str, str], payload: bytes) -> None:
+        """validateDispatchRequest: the payload rule and size, then the meta keys."""
+        config = parent["ParameterizedJob"]
+        rule = config.get("Payload") or "optional"
+        if rule == "required" and not payload:
+            raise NomadAPIError(500, "Payload is not provided but required by parameterized job")
+        if rule == "forbidden" and payload:
+            raise NomadAPIError(500, "Payload provided but forbidden by parameterized job")
+        if len(payload) > DISPATCH_PAYLOAD_LIMIT:
+            raise NomadAPIError(500, f"Payload exceeds maximum size; {len(payload)} > {DISPATCH_PAYLOAD_LIMIT}")
+        required = list(config.get("MetaRequired") or [])
+        optional = list(config.get("MetaOptional") or [])
+        # Go formats these sets with %v in map order; sorted here so tests can match them.
+        unpermitted = sorted(k for k in meta if k not in required and k not in optional)
+        if unpermitted:
+            raise NomadAPIError(500, f"Dispatch request included unpermitted metadata keys: [{' '.join(unpermitted)}]")
+        missing = sorted({k for k in required if k not in meta})
+        if missing:
+            raise NomadAPIError(500, f"Dispatch did not provide required meta keys: [{' '.join(missing)}]")
+
+    def _dispatch_child(self, parent: Json, meta: Mapping[str, str], payload: bytes, token: str) -> _Reply:
+        """Derive the child job, register it and its evaluation (lock held)."""
+        ns, parent_id = str(parent["Namespace"]), str(parent["ID"])
+        child_id = f"{parent_id}/dispatch-{int(time.time())}-{uuid.uuid4().hex[:8]}"  # structs.DispatchedID
+        child = copy.deepcopy(_spec(parent))
+        merged = dict(child.get("Meta") or {})
+        merged.update(meta)
+        child.update(
+            ID=child_id,
+            ParentID=parent_id,
+            Name=child_id,
+            Dispatched=True,
+            DispatchIdempotencyToken=token,
+            Meta=merged if (child.get("Meta") is not None or meta) else None,
+            Payload=base64.b64encode(snappy_literal(payload)).decode(),
+        )
+        key = (ns, child_id)
+        job_index = self._next()
+        self._store_new_version(key, child, None, job_index)
+        eval_id, eval_index = "", 0
+        if not child.get("Periodic"):
+            eval_index = self._next()
+            ev = self._new_eval(key, child, "job-register", eval_index, job_modify_index=job_index)
+            eval_id = ev["ID"]
+        self._touch_summary((ns, parent_id), eval_index or job_index)  # the parent's Children.Pending
+        body = {
+            "DispatchedJobID": child_id,
+            "EvalID": eval_id,
+            "EvalCreateIndex": eval_index,
+            "JobCreateIndex": job_index,
+            "Index": eval_index or job_index,
+        }
+        return _Reply(body=body, index=eval_index or job_index)
 
     # -- deployments (the deployment watcher) -------------------------------------------
 
@@ -2136,7 +2425,7 @@ class FakeNomad:
         return [n for n in self._nodes if n.datacenter is None or "*" in dcs or n.datacenter in dcs]
 
     def _scenario_for(self, key: JobKey, version: int, *, count: bool) -> Scenario:
-        script = self._scripts.get(key)
+        script = self._script_for(key)
         if script is None or script.name in ("healthy", "unplaceable"):
             return HEALTHY if script is None or script.name == "unplaceable" else script
         if script.version is not None and script.version != version:
@@ -2273,7 +2562,7 @@ class FakeNomad:
             self._save_eval(ev, idx)
             self._refresh_status(key, idx)
             return
-        script = self._scripts.get(key)
+        script = self._script_for(key)
         if script is not None and script.name == "unplaceable" and script.version in (None, job["Version"]):
             self._fail_placement(ev, job, script, idx)
         else:
@@ -2503,6 +2792,7 @@ class FakeNomad:
         alloc["DesiredDescription"] = description
         alloc["AllocModifyIndex"] = idx
         self._save_alloc(alloc, idx)
+        self._emit(self._on_stop, alloc)
         self._schedule(self.step_delay, functools.partial(self._client_killed, alloc["ID"]))
 
     # -- the clients -----------------------------------------------------------------------
@@ -2553,6 +2843,7 @@ class FakeNomad:
         alloc["ClientDescription"] = "Tasks are running"
         self._save_alloc(alloc, idx)
         self._refresh_status(self._alloc_key(alloc), idx)
+        self._emit(self._on_running, alloc)
         delay = self._delay_of(alloc, outcome)
         if outcome.name == "failing_check":
             self._schedule(delay, functools.partial(self._client_check_failed, alloc_id, outcome))
@@ -2708,8 +2999,12 @@ class FakeNomad:
         alloc = self._runnable(alloc_id)
         if alloc is None:
             return
+        self._tasks_exited(alloc, int(outcome.params.get("exit_code", 0)))
+
+    def _tasks_exited(self, alloc: Json, exit_code: int) -> None:
+        """Every task of the allocation ended by itself with ``exit_code``; the client reports it."""
+        alloc_id = str(alloc["ID"])
         idx = self._next()
-        exit_code = int(outcome.params.get("exit_code", 0))
         failed = exit_code != 0
         for task in self._tasks(alloc):
             state = alloc["TaskStates"][task["Name"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,14 @@ class FakeBindings:
     ClassAdException = FakeClassAdException
     Undefined = FakeValue.Undefined
     Error = FakeValue.Error
+
+    @staticmethod
+    def external_refs(text: str) -> list[str]:
+        """Attribute names in ``text`` (a crude stand-in for classad2's parser)."""
+        if text.count("(") != text.count(")"):
+            raise FakeClassAdException("Failed to parse expression")
+        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+        return sorted({w for w in words if w.lower() not in ("true", "false", "undefined", "error")})
 
     class DaemonType(enum.Enum):
         Schedd = 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ import nomad.api.exceptions as nomad_exc
 import pytest
 import requests
 
+from nomadwn.errors import NomadError
+from nomadwn.nomad import DispatchedJob, NomadClient, NomadSettings
 from tests.fake_nomad import (
     ENFORCE_INDEX_PREFIX,
     FakeNode,
@@ -22,6 +25,7 @@ from tests.fake_nomad import (
     go_duration,
     job_diff,
     parse_go_duration,
+    snappy_literal,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1061,3 +1065,399 @@ def test_blocked_evaluation_shape(fake: FakeNomad) -> None:
     assert_keys(doc["blocked_eval"], blocked, "blocked eval")
     assert blocked["Status"] == doc["blocked_eval"]["Status"] == "blocked"
     assert blocked["StatusDescription"] == doc["blocked_eval"]["StatusDescription"]
+
+
+# ---------------------------------------------------------------------------
+# Parameterized jobs and dispatch (nomad/job_endpoint.go Job.Dispatch)
+
+CHILD_ID = re.compile(r"^burst/dispatch-\d{10}-[0-9a-f]{8}$")
+
+
+def parameterized_body(
+    job_id: str = "burst",
+    *,
+    payload: str = "forbidden",
+    required: list[str] | None = None,
+    optional: list[str] | None = None,
+) -> Json:
+    """A batch job shaped like nomadwn's dispatched flavours: parameterized, count 1."""
+    body = job_body(job_id, type_="batch", count=1)
+    body["Job"]["ParameterizedJob"] = {
+        "Payload": payload,
+        "MetaRequired": required,
+        "MetaOptional": ["nomadwn_reason"] if optional is None else optional,
+    }
+    return body
+
+
+def dispatch(fake: FakeNomad, job_id: str = "burst", *, token: str | None = None, **body: Any) -> requests.Response:
+    params = {"idempotency_token": token} if token else {}
+    payload = {"Meta": {"nomadwn_reason": "3 idle jobs"}, **body}
+    return requests.post(url(fake, f"/v1/job/{job_id}/dispatch"), params=params, json=payload, timeout=10)
+
+
+def children(fake: FakeNomad, parent: str = "burst") -> list[Json]:
+    return [j for j in get(fake, "/v1/jobs", prefix=f"{parent}/dispatch-").json() if j["ParentID"] == parent]
+
+
+def test_parameterized_parent_never_gets_an_evaluation_or_allocation(fake: FakeNomad) -> None:
+    registered = register(fake, parameterized_body()).json()
+    assert (registered["EvalID"], registered["EvalCreateIndex"]) == ("", 0)
+    fake.settle()
+    job = get(fake, "/v1/job/burst").json()
+    assert (job["Status"], job["Dispatched"]) == ("running", False)  # running until stopped, like Nomad
+    evaluate = requests.post(url(fake, "/v1/job/burst/evaluate"), json={"JobID": "burst"}, timeout=10)
+    assert (evaluate.status_code, evaluate.text) == (500, "can't evaluate parameterized job")
+    scaled = requests.post(
+        url(fake, "/v1/job/burst/scale"), json={"Count": 3, "Target": {"Group": "worker"}}, timeout=10
+    )
+    assert scaled.status_code == 200
+    assert (scaled.json()["EvalID"], scaled.json()["EvalCreateIndex"]) == ("", 0)  # Job.Scale: no eval
+    stopped = requests.delete(url(fake, "/v1/job/burst"), timeout=10).json()
+    assert stopped["EvalID"] == ""  # Job.Deregister: no eval either
+    fake.settle()
+    assert fake.evaluations("burst") == []
+    assert fake.allocations("burst") == []
+    assert get(fake, "/v1/job/burst").json()["Status"] == "dead"
+    turned = register(fake, job_body("burst", type_="batch", count=1))
+    assert (turned.status_code, turned.text) == (500, "cannot update parameterized job to being non-parameterized")
+
+
+def test_dispatch_creates_a_child_as_nomad_does(fake: FakeNomad) -> None:
+    register(fake, parameterized_body())
+    response = dispatch(fake, token="tok-1")
+    assert response.status_code == 200
+    reply = response.json()
+    assert set(reply) == set(load_fixture("job_dispatch_response.json"))
+    child_id = reply["DispatchedJobID"]
+    assert CHILD_ID.match(child_id), child_id
+    assert reply["Index"] == reply["EvalCreateIndex"] == index_of(response)
+    assert reply["JobCreateIndex"] < reply["EvalCreateIndex"]
+    child = get(fake, f"/v1/job/{child_id}").json()
+    assert (child["ParentID"], child["Name"], child["Dispatched"], child["Type"]) == ("burst", child_id, True, "batch")
+    assert child["Meta"] == {"nomadwn_site": "glasgow", "nomadwn_reason": "3 idle jobs"}  # merged over the parent's
+    assert (child["DispatchIdempotencyToken"], child["Payload"]) == ("tok-1", "AA==")  # snappy of no payload
+    assert child["ParameterizedJob"]["Payload"] == "forbidden"  # kept, but a child is not parameterized
+    assert (child["CreateIndex"], child["Version"], child["Status"]) == (reply["JobCreateIndex"], 0, "pending")
+    ev = get(fake, f"/v1/evaluation/{reply['EvalID']}").json()
+    assert (ev["JobID"], ev["TriggeredBy"], ev["Type"]) == (child_id, "job-register", "batch")
+    assert ev["JobModifyIndex"] == reply["JobCreateIndex"]
+    fake.settle()
+    (alloc,) = get(fake, f"/v1/job/{child_id}/allocations").json()
+    assert (alloc["Name"], alloc["ClientStatus"], alloc["JobID"]) == (f"{child_id}.worker[0]", "running", child_id)
+    assert get(fake, f"/v1/job/{child_id}").json()["Status"] == "running"
+    assert fake.allocations("burst") == []
+    assert fake.evaluations("burst") == []
+    wrong = requests.get(url(fake, "/v1/job/burst/dispatch"), timeout=10)
+    assert (wrong.status_code, wrong.text) == (405, "Invalid method")
+
+
+DISPATCH_ERRORS: list[tuple[str, str, Json, int, str]] = [
+    ("missing-job", "nope", {}, 500, "parameterized job not found"),
+    ("not-parameterized", "web", {}, 500, 'Specified job "web" is not a parameterized job'),
+    ("stopped", "stopped", {}, 500, 'Specified job "stopped" is stopped'),
+    (
+        "unpermitted-meta",
+        "burst",
+        {"Meta": {"color": "red", "alpha": "1"}},
+        500,
+        "Dispatch request included unpermitted metadata keys: [alpha color]",
+    ),
+    (
+        "missing-meta",
+        "needy",
+        {"Meta": {}, "Payload": "aGk="},
+        500,
+        "Dispatch did not provide required meta keys: [site]",
+    ),
+    ("payload-forbidden", "burst", {"Payload": "aGk="}, 500, "Payload provided but forbidden by parameterized job"),
+    (
+        "payload-required",
+        "needy",
+        {"Meta": {"site": "gla"}},
+        500,
+        "Payload is not provided but required by parameterized job",
+    ),
+    (
+        "payload-too-big",
+        "open",
+        {"Meta": {}, "Payload": "QUFB" * 5462},
+        500,
+        "Payload exceeds maximum size; 16386 > 16384",
+    ),
+    ("bad-base64", "open", {"Meta": {}, "Payload": "aG!k"}, 400, "illegal base64 data at input byte 2"),
+    ("job-id-mismatch", "burst", {"JobID": "other"}, 400, "Job ID does not match"),
+    (
+        "meta-not-strings",
+        "burst",
+        {"Meta": {"nomadwn_reason": 3}},
+        400,
+        "json: cannot unmarshal number into Go struct field JobDispatchRequest.Meta of type string",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("job_id", "body", "status", "text"), [c[1:] for c in DISPATCH_ERRORS], ids=[c[0] for c in DISPATCH_ERRORS]
+)
+def test_dispatch_errors_use_nomads_texts(fake: FakeNomad, job_id: str, body: Json, status: int, text: str) -> None:
+    register(fake, parameterized_body())
+    register(fake, parameterized_body("needy", payload="required", required=["site"], optional=[]))
+    register(fake, parameterized_body("open", payload="optional", optional=[]))
+    register(fake, parameterized_body("stopped"))
+    requests.delete(url(fake, "/v1/job/stopped"), timeout=10)
+    register(fake, job_body("web"))
+    answer = dispatch(fake, job_id, token="tok", **body)
+    assert (answer.status_code, answer.text) == (status, text)
+    assert children(fake, job_id) == []
+
+
+def test_dispatch_with_a_payload_stores_it_snappy_encoded(fake: FakeNomad) -> None:
+    register(fake, parameterized_body("open", payload="optional", optional=[]))
+    reply = dispatch(fake, "open", Meta=None, Payload="aGVsbG8=").json()
+    child = get(fake, f"/v1/job/{reply['DispatchedJobID']}").json()
+    assert child["Payload"] == "BRBoZWxsbw=="  # varint 5, one 5-byte literal, "hello"
+    assert snappy_literal(b"") == b"\x00"
+    assert child["Meta"] == {"nomadwn_site": "glasgow"}
+
+
+def test_idempotency_token_returns_any_child_not_yet_collected(fake: FakeNomad) -> None:
+    """Nomad 1.9 Job.Dispatch: same parent and token -> that child, running or dead; nothing new."""
+    register(fake, parameterized_body())
+    first = dispatch(fake, token="t").json()
+    child_id = first["DispatchedJobID"]
+    again = dispatch(fake, token="t")
+    assert again.status_code == 200
+    child = get(fake, f"/v1/job/{child_id}").json()
+    assert again.json() == {
+        "DispatchedJobID": child_id,
+        "EvalID": "",
+        "EvalCreateIndex": 0,
+        "JobCreateIndex": first["JobCreateIndex"],
+        "Index": child["ModifyIndex"],
+    }
+    in_body = requests.post(
+        url(fake, "/v1/job/burst/dispatch"), json={"Meta": {}, "IdempotencyToken": "t"}, timeout=10
+    ).json()
+    assert in_body["DispatchedJobID"] == child_id  # WriteRequest.IdempotencyToken decodes from the body too
+    refused = dispatch(fake, token="t", Meta={"bad": "x"})
+    assert refused.status_code == 500  # meta is validated before the token is looked up
+    other = dispatch(fake, token="u").json()["DispatchedJobID"]
+    untokened = {dispatch(fake).json()["DispatchedJobID"] for _ in range(2)}
+    assert len({child_id, other, *untokened}) == 4
+    assert len(children(fake)) == 4
+    requests.delete(url(fake, f"/v1/job/{child_id}"), timeout=10)
+    fake.settle()
+    assert get(fake, f"/v1/job/{child_id}").json()["Status"] == "dead"
+    assert dispatch(fake, token="t").json()["DispatchedJobID"] == child_id  # dead but not collected
+    requests.delete(url(fake, f"/v1/job/{child_id}"), params={"purge": "true"}, timeout=10)
+    fresh = dispatch(fake, token="t").json()
+    assert fresh["DispatchedJobID"] != child_id
+    assert fresh["EvalID"]
+
+
+def test_job_list_stubs_follow_the_children(fake: FakeNomad) -> None:
+    register(fake, parameterized_body())
+    ids = [dispatch(fake).json()["DispatchedJobID"] for _ in range(2)]
+    register(fake, job_body("burst/dispatch-manual", type_="batch", count=1))  # shares the prefix, no parent
+    fake.settle()
+    listed = get(fake, "/v1/jobs", prefix="burst/dispatch-")
+    stubs = {j["ID"]: j for j in listed.json()}
+    assert set(stubs) == {*ids, "burst/dispatch-manual"}
+    assert stubs["burst/dispatch-manual"]["ParentID"] == ""
+    for child_id in ids:
+        stub = stubs[child_id]
+        assert (stub["ParentID"], stub["ParameterizedJob"], stub["Status"]) == ("burst", False, "running")
+        assert stub["JobSummary"]["Summary"]["worker"]["Running"] == 1
+    parent = get(fake, "/v1/jobs", prefix="burst").json()[0]
+    assert (parent["ID"], parent["ParameterizedJob"]) == ("burst", True)
+    assert parent["JobSummary"]["Children"] == {"Pending": 0, "Running": 2, "Dead": 0}
+    assert parent["JobSummary"]["Summary"]["worker"] == dict.fromkeys(
+        ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown"), 0
+    )
+
+    out: dict[str, Any] = {}
+    waiter = threading.Thread(
+        target=_blocking_get,
+        args=(fake, "/v1/jobs", out),
+        kwargs={"prefix": "burst/dispatch-", "index": index_of(listed), "wait": "5s"},
+    )
+    waiter.start()
+    time.sleep(0.1)
+    fake.complete_alloc(fake.allocations(ids[0])[0]["ID"])
+    waiter.join(timeout=10)
+    assert out["elapsed"] < 4.0
+    assert index_of(out["response"]) > index_of(listed)
+    done = next(j for j in out["response"].json() if j["ID"] == ids[0])
+    assert (done["Status"], done["JobSummary"]["Summary"]["worker"]["Complete"]) == ("dead", 1)
+    assert done["JobSummary"]["Summary"]["worker"]["Running"] == 0
+    parent = get(fake, "/v1/jobs", prefix="burst").json()[0]
+    assert parent["JobSummary"]["Children"] == {"Pending": 0, "Running": 1, "Dead": 1}
+
+
+def test_children_follow_the_parents_script(fake: FakeNomad) -> None:
+    register(fake, parameterized_body())
+    fake.script("burst", "bad_image", affected=1)
+    ids = [dispatch(fake).json()["DispatchedJobID"] for _ in range(2)]
+    fake.settle()
+    summaries = [get(fake, f"/v1/job/{i}/summary").json()["Summary"]["worker"] for i in ids]
+    assert [(s["Failed"], s["Running"]) for s in summaries] == [(1, 0), (0, 1)]
+    fake.script("burst", "unplaceable")
+    queued = dispatch(fake).json()["DispatchedJobID"]
+    fake.settle()
+    stub = next(j for j in children(fake) if j["ID"] == queued)
+    assert (stub["Status"], stub["JobSummary"]["Summary"]["worker"]["Queued"]) == ("pending", 1)
+    assert fake.allocations(queued) == []
+
+
+# ---------------------------------------------------------------------------
+# Hooks for end-to-end tests, complete_alloc, scale-in order
+
+
+def test_complete_alloc_ends_a_running_allocation(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=1))
+    (alloc,) = fake.allocations("web")
+    fake.complete_alloc(alloc["ID"])
+    done = get(fake, f"/v1/allocation/{alloc['ID']}").json()
+    assert (done["ClientStatus"], done["ClientDescription"]) == ("complete", "All tasks have completed")
+    state = done["TaskStates"]["condor"]
+    assert (state["State"], state["Failed"], state["Events"][-1]["DisplayMessage"]) == ("dead", False, "Exit Code: 0")
+    with pytest.raises(ValueError, match="is complete, not running"):
+        fake.complete_alloc(alloc["ID"])
+    with pytest.raises(ValueError, match="no allocation 'nope'"):
+        fake.complete_alloc("nope")
+    register(fake, parameterized_body())
+    child_id = dispatch(fake).json()["DispatchedJobID"]
+    fake.settle()
+    (child_alloc,) = fake.allocations(child_id)
+    fake.complete_alloc(child_alloc["ID"], exit_code=3)
+    failed = get(fake, f"/v1/allocation/{child_alloc['ID']}").json()
+    assert failed["ClientStatus"] == "failed"
+    assert [e["Type"] for e in failed["TaskStates"]["condor"]["Events"][-2:]] == ["Terminated", "Not Restarting"]
+    assert failed["TaskStates"]["condor"]["Events"][-2]["ExitCode"] == 3
+    assert get(fake, f"/v1/job/{child_id}").json()["Status"] == "dead"
+
+
+def test_hooks_see_allocations_start_and_stop_without_the_lock() -> None:
+    running: list[Json] = []
+    stopped: list[Json] = []
+    holder: list[FakeNomad] = []
+
+    def on_running(alloc: Json) -> None:
+        fake = holder[0]
+        # Called without the fake's lock: the HTTP API answers from here.
+        assert get(fake, f"/v1/allocation/{alloc['ID']}").json()["ClientStatus"] == "running"
+        running.append(alloc)
+        if alloc["JobID"].startswith("burst/"):
+            fake.complete_alloc(alloc["ID"])  # the worker went idle and shut down at once
+
+    with FakeNomad(step_delay=STEP, on_running=on_running, on_stop=stopped.append) as fake:
+        holder.append(fake)
+        deployed(fake, job_body(count=3))
+        assert sorted(a["Name"] for a in running) == ["web.worker[0]", "web.worker[1]", "web.worker[2]"]
+        assert {"ID", "JobID", "TaskGroup", "Name"} <= set(running[0])
+        assert running[0]["TaskGroup"] == "worker"
+        requests.post(url(fake, "/v1/job/web/scale"), json={"Count": 1, "Target": {"Group": "worker"}}, timeout=10)
+        fake.settle()
+        assert [a["Name"] for a in stopped] == ["web.worker[2]", "web.worker[1]"]
+        assert {a["DesiredStatus"] for a in stopped} == {"stop"}
+        requests.delete(url(fake, "/v1/job/web"), timeout=10)
+        fake.settle()
+        assert [a["Name"] for a in stopped][-1] == "web.worker[0]"
+        register(fake, parameterized_body())
+        child_id = dispatch(fake).json()["DispatchedJobID"]
+        fake.settle()
+        assert running[-1]["Name"] == f"{child_id}.worker[0]"
+        assert get(fake, f"/v1/job/{child_id}").json()["Status"] == "dead"
+        assert len(stopped) == 3  # a process that ended by itself is not stopped by Nomad
+
+
+def test_a_failing_hook_is_reported_on_exit() -> None:
+    def boom(alloc: Json) -> None:
+        raise RuntimeError("hook bug")
+
+    with pytest.raises(RuntimeError, match="scheduler failed"), FakeNomad(step_delay=STEP, on_running=boom) as fake:
+        deployed(fake, job_body(count=1))
+        assert get(fake, "/v1/job/web").json()["Status"] == "running"  # still serving
+
+
+def test_scale_in_stops_the_highest_name_indexes_first_and_records_the_message(fake: FakeNomad) -> None:
+    deployed(fake, job_body(count=4))
+    down = requests.post(
+        url(fake, "/v1/job/web/scale"),
+        json={
+            "Count": 2,
+            "Target": {"Group": "worker"},
+            "Message": "nomadwn autoscale: 2 idle",
+            "PolicyOverride": False,
+        },
+        timeout=10,
+    ).json()
+    fake.settle()
+    allocs = get(fake, "/v1/job/web/allocations").json()
+    assert sorted(a["Name"] for a in allocs if a["DesiredStatus"] == "run") == ["web.worker[0]", "web.worker[1]"]
+    stopped = [a for a in allocs if a["DesiredStatus"] == "stop"]
+    assert sorted(a["Name"] for a in stopped) == ["web.worker[2]", "web.worker[3]"]
+    assert {a["DesiredDescription"] for a in stopped} == {"alloc not needed due to job update"}
+    fake.set_count("web", "worker", 1)
+    fake.settle()
+    assert [a["Name"] for a in live_allocs(fake)] == ["web.worker[0]"]
+    events = get(fake, "/v1/job/web/scale").json()["TaskGroups"]["worker"]["Events"]
+    assert [(e["Count"], e["PreviousCount"], e["Message"]) for e in events] == [
+        (1, 2, ""),
+        (2, 4, "nomadwn autoscale: 2 idle"),
+    ]
+    assert events[1]["EvalID"] == down["EvalID"]
+
+
+# ---------------------------------------------------------------------------
+# NomadClient and python-nomad against the fake's dispatch
+
+
+def test_nomad_client_dispatches_and_lists_children(fake: FakeNomad) -> None:
+    requests.post(url(fake, "/v1/jobs"), params={"namespace": "grid"}, json=parameterized_body(), timeout=10)
+    register(fake, parameterized_body())  # the same ID in another namespace
+    client = NomadClient(NomadSettings(address=fake.address, namespace="grid"))
+    first = client.dispatch("burst", meta={"nomadwn_reason": "5 idle"}, idempotency_token="nomadwn-burst-1-0")
+    assert CHILD_ID.match(first.dispatched_job_id)
+    assert first.eval_id
+    sent = fake.requests_to("POST", "/v1/job/burst/dispatch")[-1]
+    assert sent.query == {"namespace": "grid", "idempotency_token": "nomadwn-burst-1-0"}
+    assert sent.body == {"Meta": {"nomadwn_reason": "5 idle"}}
+    retried = client.dispatch("burst", meta={"nomadwn_reason": "5 idle"}, idempotency_token="nomadwn-burst-1-0")
+    assert (retried.dispatched_job_id, retried.eval_id) == (first.dispatched_job_id, "")
+    second = client.dispatch("burst", meta={}, idempotency_token="nomadwn-burst-1-1")
+    requests.post(
+        url(fake, "/v1/jobs"),
+        params={"namespace": "grid"},
+        json=job_body("burst/dispatch-manual", type_="batch"),
+        timeout=10,
+    )
+    fake.settle()
+    listed = client.dispatched("burst")
+    assert sorted(c.id for c in listed) == sorted([first.dispatched_job_id, second.dispatched_job_id])
+    assert {c.status for c in listed} == {"running"}
+    assert all(c == DispatchedJob(c.id, "running", 0, 0, 1, 0, 0, 0) and c.live == 1 for c in listed)
+    assert fake.requests_to("GET", "/v1/jobs")[-1].query == {"prefix": "burst/dispatch-", "namespace": "grid"}
+    (alloc,) = client.allocations(first.dispatched_job_id).value
+    assert (alloc.name, alloc.index) == (f"{first.dispatched_job_id}.worker[0]", 0)
+    assert NomadClient(NomadSettings(address=fake.address)).dispatched("burst") == []  # default namespace: none
+    with pytest.raises(NomadError) as caught:
+        client.dispatch("nope", meta={}, idempotency_token="x")
+    assert caught.value.status == 500
+    assert str(caught.value) == (
+        f"dispatching job nope at {fake.address}: Nomad answered HTTP 500: parameterized job not found"
+    )
+
+
+def test_python_nomads_dispatch_job_loses_the_idempotency_token(fake: FakeNomad) -> None:
+    """python-nomad 2.1.0 sends ``"idempotency_token"`` in the body: no field Nomad knows, so retries duplicate."""
+    register(fake, parameterized_body())
+    client = nomad.Nomad(host="127.0.0.1", port=fake.port, timeout=5)
+    one = client.job.dispatch_job("burst", meta={"nomadwn_reason": "x"}, idempotency_token="same")
+    two = client.job.dispatch_job("burst", meta={"nomadwn_reason": "x"}, idempotency_token="same")
+    assert one["DispatchedJobID"] != two["DispatchedJobID"]
+    assert fake.requests_to("POST", "/v1/job/burst/dispatch")[-1].body["idempotency_token"] == "same"
+    assert [j["ID"] for j in client.jobs.get_jobs(prefix="burst/dispatch-")] == sorted(
+        [one["DispatchedJobID"], two["DispatchedJobID"]]
+    )

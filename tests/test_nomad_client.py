@@ -15,7 +15,7 @@ import responses
 from responses import matchers
 
 from nomadwn.errors import NomadError
-from nomadwn.nomad import NomadClient, NomadSettings
+from nomadwn.nomad import Allocation, DispatchedJob, NomadClient, NomadSettings
 from nomadwn.render import build_job
 from nomadwn.sitefile import load_site
 from tests.conftest import EXAMPLE
@@ -264,6 +264,7 @@ def test_allocations_blocking_query_keeps_the_index() -> None:
     assert got.index == 125
     (a,) = got.value
     assert (a.client_status, a.healthy, a.node_name, a.job_version) == ("failed", False, "wn-01", 3)
+    assert (a.name, a.index) == ("glasgow-elastic.worker[0]", 0)
     assert [e.type for e in a.events] == ["Received", "Driver Failure"]
     assert a.events[-1].message == "Failed to pull `registry/cntwn:2`: manifest unknown"
 
@@ -333,6 +334,164 @@ def test_deployment_and_versions_are_decoded() -> None:
     d = client().latest_deployment("glasgow-elastic").value
     assert d is not None and d.groups["worker"].unhealthy == 3 and d.job_version == 3
     assert [v.version for v in client().versions("glasgow-elastic")] == [3, 2]
+
+
+def _child_stub(job_id: str, parent: str, status: str, **groups: dict[str, int]) -> dict[str, Any]:
+    """A job list stub as GET /v1/jobs shows it (jobs.mdx "List Jobs"), for a dispatched child."""
+    zero = {"Queued": 0, "Complete": 0, "Failed": 0, "Running": 0, "Starting": 0, "Lost": 0, "Unknown": 0}
+    return {
+        "ID": job_id,
+        "ParentID": parent,
+        "Name": job_id,
+        "Namespace": "grid",
+        "Type": "batch",
+        "Priority": 50,
+        "Periodic": False,
+        "ParameterizedJob": False,
+        "Stop": False,
+        "Status": status,
+        "StatusDescription": "",
+        "JobSummary": {
+            "JobID": job_id,
+            "Namespace": "grid",
+            "Summary": {name: {**zero, **counts} for name, counts in groups.items()},
+            "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+            "CreateIndex": 52,
+            "ModifyIndex": 96,
+        },
+        "CreateIndex": 52,
+        "ModifyIndex": 93,
+        "JobModifyIndex": 52,
+        "SubmitTime": 1485408778000000000,
+    }
+
+
+@responses.activate
+def test_dispatch_sends_meta_and_the_idempotency_token_where_nomad_reads_them() -> None:
+    responses.post(
+        f"{ADDR}/v1/job/glasgow-burst/dispatch",
+        json={
+            "Index": 13,
+            "JobCreateIndex": 12,
+            "EvalCreateIndex": 13,
+            "EvalID": "e5f55fac-bc69-119d-528a-1fc7ade5e02c",
+            "DispatchedJobID": "glasgow-burst/dispatch-1485408778-81644024",
+        },
+        match=[
+            matchers.query_param_matcher(
+                {"namespace": "grid", "region": "europe", "idempotency_token": "nomadwn-burst-1700000000-0"}
+            ),
+            matchers.json_params_matcher({"Meta": {"nomadwn_reason": "12 idle jobs"}}, strict_match=True),
+            matchers.header_matcher({"X-Nomad-Token": TOKEN}),
+        ],
+    )
+    result = client().dispatch(
+        "glasgow-burst", meta={"nomadwn_reason": "12 idle jobs"}, idempotency_token="nomadwn-burst-1700000000-0"
+    )
+    assert (result.dispatched_job_id, result.eval_id) == (
+        "glasgow-burst/dispatch-1485408778-81644024",
+        "e5f55fac-bc69-119d-528a-1fc7ade5e02c",
+    )
+
+
+@responses.activate
+def test_dispatch_retried_with_the_same_token_returns_the_existing_child() -> None:
+    """Nomad answers a matching token with the existing child and no evaluation."""
+    responses.post(
+        f"{ADDR}/v1/job/glasgow-burst/dispatch",
+        json={
+            "DispatchedJobID": "glasgow-burst/dispatch-1485408778-81644024",
+            "EvalID": "",
+            "EvalCreateIndex": 0,
+            "JobCreateIndex": 12,
+            "Index": 15,
+        },
+    )
+    result = client().dispatch("glasgow-burst", meta={}, idempotency_token="t")
+    assert (result.dispatched_job_id, result.eval_id) == ("glasgow-burst/dispatch-1485408778-81644024", "")
+
+
+def test_dispatch_refuses_an_empty_token() -> None:
+    with pytest.raises(ValueError, match="needs an idempotency token"):
+        client().dispatch("glasgow-burst", meta={}, idempotency_token="")
+
+
+@responses.activate
+def test_dispatch_of_a_job_that_is_not_parameterized_is_a_nomad_error() -> None:
+    responses.post(
+        f"{ADDR}/v1/job/glasgow-elastic/dispatch",
+        status=500,
+        body='Specified job "glasgow-elastic" is not a parameterized job',
+    )
+    with pytest.raises(NomadError) as caught:
+        client().dispatch("glasgow-elastic", meta={}, idempotency_token="t")
+    assert caught.value.status == 500
+    assert str(caught.value) == (
+        f"dispatching job glasgow-elastic at {ADDR}: Nomad answered HTTP 500: "
+        'Specified job "glasgow-elastic" is not a parameterized job'
+    )
+
+
+@responses.activate
+def test_dispatched_lists_the_children_and_sums_their_groups() -> None:
+    responses.get(
+        f"{ADDR}/v1/jobs",
+        json=[
+            _child_stub(
+                "glasgow-burst/dispatch-1700000000-0a1b2c3d", "glasgow-burst", "running", worker={"Running": 1}
+            ),
+            _child_stub(
+                "glasgow-burst/dispatch-1700000060-4e5f6a7b",
+                "glasgow-burst",
+                "pending",
+                worker={"Queued": 1},
+                sidecar={"Starting": 2},
+            ),
+            _child_stub("glasgow-burst/dispatch-1700000120-8c9d0e1f", "glasgow-burst", "dead", worker={"Complete": 1}),
+            _child_stub("glasgow-burst/dispatch-manual", "", "running", worker={"Running": 1}),  # not a child
+        ],
+        headers={"X-Nomad-Index": "96"},
+        match=[
+            matchers.query_param_matcher({"prefix": "glasgow-burst/dispatch-", "namespace": "grid", "region": "europe"})
+        ],
+    )
+    got = client().dispatched("glasgow-burst")
+    assert got == [
+        DispatchedJob("glasgow-burst/dispatch-1700000000-0a1b2c3d", "running", 0, 0, 1, 0, 0, 0),
+        DispatchedJob("glasgow-burst/dispatch-1700000060-4e5f6a7b", "pending", 1, 2, 0, 0, 0, 0),
+        DispatchedJob("glasgow-burst/dispatch-1700000120-8c9d0e1f", "dead", 0, 0, 0, 1, 0, 0),
+    ]
+    assert [c.live for c in got] == [1, 3, 0]
+
+
+@responses.activate
+def test_dispatched_without_children_and_without_summaries() -> None:
+    stub = _child_stub("glasgow-burst/dispatch-1700000000-0a1b2c3d", "glasgow-burst", "pending")
+    stub["JobSummary"] = None
+    responses.get(f"{ADDR}/v1/jobs", json=[stub])
+    assert client().dispatched("glasgow-burst") == [
+        DispatchedJob("glasgow-burst/dispatch-1700000000-0a1b2c3d", "pending", 0, 0, 0, 0, 0, 0)
+    ]
+
+
+NAME_CASES = [
+    ("glasgow-elastic.worker[3]", 3),
+    ("glasgow-burst/dispatch-1700000000-0a1b2c3d.worker[0]", 0),
+    ("", None),
+    ("web.worker[x]", None),
+    ("web.worker[12] ", None),
+]
+
+
+@pytest.mark.parametrize(("name", "index"), NAME_CASES, ids=[repr(c[0]) for c in NAME_CASES])
+def test_allocation_name_index(name: str, index: int | None) -> None:
+    alloc = Allocation("a", "worker", "n", "wn-01", "running", "run", 0, True, False, False, [], name=name)
+    assert alloc.index == index
+
+
+def test_allocation_name_defaults_for_existing_constructors() -> None:
+    alloc = Allocation("a", "worker", "n", "wn-01", "running", "run", 0, True, False, False, [])
+    assert (alloc.name, alloc.index) == ("", None)
 
 
 # ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nomadwn.autoscale.observation import Demand, JobShape, Observation, Supply, Worker, WorkerState
-from nomadwn.autoscale.strategy import Decision, History, Policy, decide
+from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
 from nomadwn.sitefile import parse_site
 from tests.conftest import EXAMPLE
 
@@ -182,3 +182,65 @@ def test_decisions_are_always_safe(obs: Observation, policy: Policy, history: Hi
     if d.direction != "none" and current >= policy.min and history.last_action_at is not None:
         wait = policy.cooldown_on_scale_up if history.last_direction == "up" else policy.cooldown
         assert NOW - history.last_action_at >= wait, "acted during a cooldown"
+
+
+# ---------------------------------------------------------------------------
+# The site-wide core quota
+
+
+def _policy(cores: int) -> Policy:
+    return Policy(
+        min=0,
+        max=100,
+        worker_cores=cores,
+        worker_memory_mb=1024,
+        max_scale_up=100,
+        max_scale_down=5,
+        ramp=1,
+        cooldown=0,
+        cooldown_on_scale_up=0,
+        stale_after=60,
+        scale_from_zero=True,
+        can_scale_in=True,
+    )
+
+
+def test_quota_grants_scale_ups_in_site_order() -> None:
+    policies = {"a": _policy(8), "b": _policy(4)}
+    decisions = {"a": Decision(2, 5, "a wants 3"), "b": Decision(1, 4, "b wants 3")}
+    # 2*8 + 1*4 = 20 cores held; 20 more fit: a gets 2 (16 cores), b gets 1 (4 cores).
+    out = apply_quota(decisions, policies, 40)
+    assert (out["a"].count, out["b"].count) == (4, 2)
+    assert out["a"].reason == "a wants 3; trimmed to +2 by the site core quota (40 cores, 36 in use)"
+    assert out["b"].reason == "b wants 3; trimmed to +1 by the site core quota (40 cores, 40 in use)"
+
+
+def test_quota_never_lowers_a_count_and_ignores_none() -> None:
+    policies = {"a": _policy(8)}
+    decisions = {"a": Decision(10, 12, "up")}
+    assert apply_quota(decisions, policies, 40)["a"].count == 10  # over quota already: hold, not shrink
+    assert apply_quota(decisions, policies, None) == decisions
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 16), st.integers(0, 20), st.integers(-5, 10)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 400),
+)
+def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int) -> None:
+    policies = {f"f{i}": _policy(c) for i, (c, _, _) in enumerate(rows)}
+    decisions = {f"f{i}": Decision(cur, max(0, cur + delta), "r") for i, (_, cur, delta) in enumerate(rows)}
+    out = apply_quota(decisions, policies, quota)
+    held = sum(d.current * policies[n].worker_cores for n, d in decisions.items())
+    after = sum(max(d.count, d.current) * policies[n].worker_cores for n, d in out.items())
+    assert after <= max(quota, held)  # growth stops at the quota
+    for name, d in out.items():
+        asked = decisions[name]
+        assert d.current == asked.current
+        if asked.direction == "up":
+            assert asked.current <= d.count <= asked.count  # only ever trimmed, never lowered
+        else:
+            assert d == asked  # holds and scale-ins pass through untouched

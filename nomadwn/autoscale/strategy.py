@@ -176,3 +176,32 @@ def decide(observation: Observation, policy: Policy, history: History, now: floa
                 current, current, f"cooling down ({since:g}s of {wait:g}s since the last scaling); {reason}"
             )
     return Decision(current, target, reason)
+
+
+def apply_quota(
+    decisions: dict[str, Decision], policies: dict[str, Policy], core_quota: int | None
+) -> dict[str, Decision]:
+    """Trim scale-ups so that all flavours together hold at most ``core_quota`` cores.
+
+    Cores held are counted from the *current* counts (a planned scale-in frees nothing
+    until it has happened). Scale-ups are granted in the order of ``decisions`` (the
+    site file's) until the quota is used up. The quota never lowers a count, and
+    already being over it (say, after the quota was lowered) only stops growth.
+    """
+    if core_quota is None:
+        return dict(decisions)
+    used = sum(d.current * policies[name].worker_cores for name, d in decisions.items())
+    out: dict[str, Decision] = {}
+    for name, d in decisions.items():
+        if d.direction != "up":
+            out[name] = d
+            continue
+        cores = policies[name].worker_cores
+        grant = min(d.count - d.current, max(0, (core_quota - used) // cores))
+        used += grant * cores
+        if grant == d.count - d.current:
+            out[name] = d
+        else:
+            why = f"{d.reason}; trimmed to +{grant} by the site core quota ({core_quota} cores, {used} in use)"
+            out[name] = Decision(d.current, d.current + grant, why)
+    return out

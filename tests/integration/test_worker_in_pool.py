@@ -248,10 +248,18 @@ class Worker:
             self._out = None
 
 
-def make_worker(pool: CondorPool, site: Site, extra_env: dict[str, str] | None = None) -> Worker:
+def make_worker(
+    pool: CondorPool,
+    site: Site,
+    extra_env: dict[str, str] | None = None,
+    *,
+    flavour: str = FLAVOUR,
+    alloc_id: str | None = None,
+    job_id: str = JOB_ID,
+) -> Worker:
     """Lay out a worker directory inside the pool directory and write its CONDOR_CONFIG."""
     assert pool.pool_dir is not None and pool.pool_dir_in_chroot is not None
-    alloc_id = str(uuid.uuid4())
+    alloc_id = alloc_id or str(uuid.uuid4())
     name = f"nomadwn-{alloc_id[:8]}"
     host_dir = pool.pool_dir / name
     inner_dir = pool.pool_dir_in_chroot / name
@@ -264,20 +272,20 @@ def make_worker(pool: CondorPool, site: Site, extra_env: dict[str, str] | None =
         (local / sub).mkdir(mode=0o755)
         os.chown(local / sub, uid, gid)
     (local / "cred_dir").chmod(0o700)
-    rendered = condor_config(site, FLAVOUR)
+    rendered = condor_config(site, flavour)
     base = (
         "# Test harness: the image's own configuration for one extra worker of a throw-away pool.\n"
         + base_config(inner_dir / "local", "", pool.user)
-        + _WORKER_NAMES.format(name=name, flavour=FLAVOUR)
+        + _WORKER_NAMES.format(name=name, flavour=flavour)
     )
     config = host_dir / "condor_config"
     config.write_text(base + rendered, encoding="utf-8")
     config.chmod(0o644)
-    (host_dir / "start.sh").write_text(start_script(site.flavours[FLAVOUR]), encoding="utf-8")
+    (host_dir / "start.sh").write_text(start_script(site.flavours[flavour]), encoding="utf-8")
     env = {
         "CONDOR_CONFIG": str(inner_dir / "condor_config"),
         "NOMAD_ALLOC_ID": alloc_id,
-        "NOMAD_JOB_ID": JOB_ID,
+        "NOMAD_JOB_ID": job_id,
         "NOMADWN_TEST_WORKER": alloc_id,  # finds every daemon of this worker at teardown
         **(extra_env or {}),
     }

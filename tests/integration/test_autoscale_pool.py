@@ -1,0 +1,196 @@
+"""End to end: the autoscaler grows and shrinks a real HTCondor pool through the fake Nomad.
+
+The real pieces: an HTCondor 23.9 personal pool (``tests/peers.py``), the autoscaler's
+``HTCondorSource`` over htcondor2, ``NomadClient`` over python-nomad, and HTTP to the
+stateful fake Nomad (``tests/fake_nomad.py``). The fake's *placement* of an allocation
+starts a real worker in the pool: the rendered HTCondor config and ``start.sh`` of the
+flavour, with that allocation's ``NOMAD_ALLOC_ID`` (see ``test_worker_in_pool.py``);
+Nomad stopping the allocation sends the worker SIGTERM.
+
+The story: jobs that only nomadwn workers may run (``NomadwnSite == "glasgow"``) wait
+idle; the autoscaler scales the service flavour up, workers join, the jobs run and
+finish, the workers go unclaimed and the autoscaler scales back to zero, only ever
+stopping workers the collector shows unclaimed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+import pytest
+import yaml
+
+from nomadwn.autoscale.loop import Autoscaler, StepReport
+from nomadwn.condor import CondorSettings, HTCondorSource
+from nomadwn.model import Site
+from nomadwn.nomad import NomadClient, NomadSettings
+from nomadwn.render import build_job
+from nomadwn.sitefile import parse_site
+from tests.fake_nomad import FakeNomad
+from tests.integration.test_worker_in_pool import EXAMPLE, Worker, _free_port, make_worker
+from tests.peers import CondorPool
+
+pytestmark = pytest.mark.integration
+
+FLAVOUR: Final = "elastic"
+JOB_ID: Final = "glasgow-elastic"
+JOBS: Final = 4
+MAX_WORKERS: Final = 3
+DEADLINE: Final = 240.0
+
+
+def elastic_site(pool: CondorPool, port: int) -> Site:
+    """The example site with a small elastic flavour in ``pool``: 1 core per worker, 0..3 workers."""
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    htcondor = data["defaults"]["htcondor"]
+    htcondor["collector"] = [pool.collector]
+    htcondor["port"] = port
+    htcondor["grid_env"] = None  # no USER_JOB_WRAPPER: it exists only inside the container
+    del data["flavours"]["burst"]  # only the service flavour here
+    flavour = data["flavours"][FLAVOUR]
+    flavour.update(
+        count=0,
+        resources={"cores": 1, "memory": "512MiB"},
+        cvmfs={"mode": "bind"},
+        lifespan={"check_interval": "5s", "kill_timeout": "20s"},
+        scaling={"min": 0, "max": MAX_WORKERS},
+        update=None,
+        autoscale={
+            "evaluation_interval": "2s",
+            "cooldown": "0s",
+            "cooldown_on_scale_up": "0s",
+            "max_scale_up": MAX_WORKERS,
+            "max_scale_down": MAX_WORKERS,
+            "ramp": 1,
+            "stale_after": "60s",
+            "requirements": 'NomadwnRequired =?= "glasgow"',
+        },
+    )
+    return parse_site(data, source="test site")
+
+
+class Placement:
+    """Starts a real worker for each allocation the fake Nomad runs; stops it when Nomad stops it."""
+
+    def __init__(self, pool: CondorPool, site: Site) -> None:
+        self.pool = pool
+        self.site = site
+        self.workers: dict[str, Worker] = {}
+        self.started: list[str] = []
+        self.stopped: list[tuple[str, str]] = []  # (alloc id, its slot state when Nomad stopped it)
+        self.lock = threading.Lock()
+
+    def on_running(self, alloc: dict[str, Any]) -> None:
+        site = elastic_site(self.pool, _free_port())  # one shared port per "container"
+        worker = make_worker(self.pool, site, flavour=FLAVOUR, alloc_id=alloc["ID"], job_id=alloc["JobID"])
+        worker.start()
+        with self.lock:
+            self.workers[alloc["ID"]] = worker
+            self.started.append(alloc["ID"])
+
+    def on_stop(self, alloc: dict[str, Any]) -> None:
+        with self.lock:
+            worker = self.workers.pop(alloc["ID"], None)
+        if worker is None:
+            return
+        ads = worker.slot_ads()
+        states = sorted({str(ad.get("State")) for ad in ads if ad.get("DynamicSlot") is not True})
+        claimed = any(ad.get("State") == "Claimed" for ad in ads)
+        with self.lock:
+            self.stopped.append((alloc["ID"], "Claimed" if claimed else ",".join(states) or "gone"))
+        worker.stop()
+
+    def stop_all(self) -> None:
+        with self.lock:
+            workers = list(self.workers.values())
+            self.workers.clear()
+        for worker in workers:
+            worker.stop()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[CondorPool]:
+    missing = CondorPool.available()
+    if missing is not None:
+        pytest.fail(missing)
+    with CondorPool() as started:
+        yield started
+
+
+def _submit(pool: CondorPool) -> None:
+    assert pool.pool_dir is not None and pool.pool_dir_in_chroot is not None
+    (pool.pool_dir / "payload.sub").write_text(
+        textwrap.dedent(
+            """\
+            universe = vanilla
+            executable = /bin/sleep
+            arguments = 8
+            request_cpus = 1
+            request_memory = 64
+            request_disk = 1024
+            +NomadwnRequired = "glasgow"
+            requirements = (TARGET.NomadwnSite == "glasgow")
+            should_transfer_files = NO
+            log = payload.log
+            initialdir = {dir}
+            queue {n}
+            """
+        ).format(dir=pool.pool_dir_in_chroot, n=JOBS),
+        encoding="utf-8",
+    )
+    result = pool.run(["condor_submit", str(pool.pool_dir_in_chroot / "payload.sub")])
+    assert result.returncode == 0, result
+
+
+def _jobs_left(pool: CondorPool) -> int:
+    result = pool.run(["condor_q", "-allusers", "-af", "ClusterId"], timeout=15)
+    assert result.returncode == 0, result
+    return len(result.stdout.split())
+
+
+def test_the_pool_grows_with_demand_and_shrinks_without_killing_payloads(pool: CondorPool) -> None:
+    site = elastic_site(pool, _free_port())
+    placement = Placement(pool, site)
+    with contextlib.ExitStack() as stack:
+        fake = stack.enter_context(FakeNomad(on_running=placement.on_running, on_stop=placement.on_stop))
+        stack.callback(placement.stop_all)
+        nomad = NomadClient(NomadSettings(address=fake.address))
+        nomad.register(build_job(site, FLAVOUR), enforce_index=None, preserve_counts=False)
+        condor = HTCondorSource(CondorSettings(collectors=(pool.collector,), timeout=10))
+        scaler = Autoscaler(site, condor, nomad)
+        _submit(pool)
+
+        steps: list[StepReport] = []
+        counts: list[int] = []
+        peak = 0
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            step = scaler.step(force=True)
+            steps.append(step)
+            report = step.flavours[0]
+            if report.current is not None:
+                counts.append(report.current)
+            peak = max(peak, len(condor.workers("glasgow").workers))
+            if peak and _jobs_left(pool) == 0 and report.current == 0 and not placement.workers:
+                break
+            time.sleep(2)
+        history = "\n".join(f"{r.current}->{r.target} {r.action}: {r.reason}" for s in steps for r in s.flavours)
+
+        # Up: demand seen, the flavour scaled to its max, workers joined the pool.
+        assert max(counts) == MAX_WORKERS, history
+        assert peak == MAX_WORKERS, history
+        assert any(r.demand == f"{JOBS} idle job(s), {JOBS} fit" for s in steps for r in s.flavours), history
+        # The jobs ran on nomadwn workers and finished.
+        assert _jobs_left(pool) == 0, history
+        # Down: back to zero, and Nomad only ever stopped unclaimed workers.
+        assert counts[-1] == 0, history
+        assert len(placement.stopped) == len(placement.started) >= MAX_WORKERS, history
+        assert all(state != "Claimed" for _, state in placement.stopped), (placement.stopped, history)
+        assert not any(s.errors for s in steps), [s.errors for s in steps]
+        events = [e for e in fake.requests_to("POST", f"/v1/job/{JOB_ID}/scale")]
+        assert events and all("nomadwn autoscale:" in str(e.body) for e in events)
