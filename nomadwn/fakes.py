@@ -322,7 +322,7 @@ class MemoryCondor:
 
 @dataclass
 class FakeLock:
-    """A :class:`~nomadwn.autoscale.loop.Leadership`: held or not, or Consul unreachable."""
+    """A :class:`~nomadwn.consul.Leadership`: held or not, or Consul unreachable."""
 
     held: bool = True
     down: bool = False
@@ -338,3 +338,7 @@ class FakeLock:
     def release(self) -> None:
         self.released += 1
         self.held = False
+
+    @property
+    def holder(self) -> str | None:
+        return "this replica" if self.held else None

@@ -493,6 +493,26 @@ def service_meta(flavour: Flavour) -> dict[str, str]:
     return dict(sorted(meta.items()))
 
 
+def autoscaler_problems(site: Site) -> list[FieldProblem]:
+    """Rules on the site's ``autoscaler`` block (Consul's limits for the leader lock)."""
+    a = site.autoscaler
+    if a is None:
+        return []
+    out = []
+    if not timedelta(seconds=20) <= a.lock_ttl <= timedelta(hours=48):
+        out.append(
+            FieldProblem(
+                "autoscaler.lock_ttl",
+                "must be 20s to 48h: Consul's session TTL (half of it) must be at least 10s",
+            )
+        )
+    if a.lock_delay > timedelta(seconds=60):
+        out.append(FieldProblem("autoscaler.lock_delay", "must be at most 60s (Consul's limit)"))
+    if not site.autoscaled():
+        out.append(FieldProblem("autoscaler", "no flavour has an autoscale block; add one or remove this block"))
+    return out
+
+
 def dispatched(flavour: Flavour) -> bool:
     """Whether the flavour's workers are dispatched one by one by the autoscaler.
 

@@ -26,7 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from nomadwn.errors import ConfigError, FieldProblem
-from nomadwn.model import Flavour, Site, flavour_problems
+from nomadwn.model import Flavour, Site, autoscaler_problems, flavour_problems
 
 _TOP_KEYS = {"name", "nomad", "autoscaler", "defaults", "flavours"}
 
@@ -216,6 +216,7 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
         )
     except ValidationError as exc:
         raise ConfigError(source, [FieldProblem(_dotted(loc), msg) for loc, msg in _errors(exc)]) from None
+    problems += autoscaler_problems(site)
     for name in site.flavours:
         problems += flavour_problems(site, name)
     if problems:

@@ -231,8 +231,13 @@ class ConsulAgent:
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     leader = resp.read().decode().strip().strip('"')
+                # Sessions need the agent's own node in the catalog ("Missing node registration"
+                # otherwise), which happens a moment after the leader is elected.
+                node_url = f"{self.http_addr}/v1/catalog/node/nomadwn-test-{self.http_port}"
                 if leader:
-                    return
+                    with urllib.request.urlopen(node_url, timeout=2) as resp:
+                        if resp.read().decode().strip() not in ("", "null"):
+                            return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)

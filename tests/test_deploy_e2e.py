@@ -202,3 +202,33 @@ def test_ctrl_c_while_watching_stops_watching_not_the_job(fake: FakeNomad, monke
     assert "stopped watching; anything already submitted keeps running in Nomad" in result.output
     assert fake.job("glasgow-cntwn") is not None  # registered, and not stopped
     assert fake.requests_to("DELETE", "/v1/job/glasgow-cntwn") == []
+
+
+# ---------------------------------------------------------------------------
+# autoscale (the real-pool runs are in tests/integration/test_autoscale_pool.py)
+
+
+def test_autoscale_once_with_htcondor_unreachable_holds_and_exits_1(fake: FakeNomad) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "elastic", "burst", "--timeout", "30s").exit_code == 0
+    fake.settle()
+    env = {"NOMAD_ADDR": fake.address, "NOMAD_NAMESPACE": "", "_CONDOR_COLLECTOR_HOST": "127.0.0.1:1"}
+    result = runner.invoke(app, ["autoscale", str(EXAMPLE), "--once", "--dry-run"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "elastic (service)\n  demand: unknown\n  supply: unknown\n  count:  unknown\n" in result.output
+    assert "  reason: holding: the flavour's workers could not be observed (fail static)\n" in result.output
+    assert "error: HTCondor: locating schedds at 127.0.0.1:1 failed" in result.output
+    assert fake.requests_to("POST", "/v1/job/glasgow-elastic/scale") == []
+
+
+def test_autoscale_refuses_a_bad_metrics_address(fake: FakeNomad) -> None:
+    env = {"NOMAD_ADDR": fake.address, "_CONDOR_COLLECTOR_HOST": "127.0.0.1:1"}
+    result = runner.invoke(app, ["autoscale", str(EXAMPLE), "--dry-run", "--metrics-address", "9120"], env=env)
+    assert result.exit_code == 1
+    assert "--metrics-address: 1 problem(s)\n  write host:port, such as 0.0.0.0:9120, not '9120'" in result.output
+
+
+def test_autoscale_help_names_the_options() -> None:
+    result = runner.invoke(app, ["autoscale", "--help"])
+    assert result.exit_code == 0
+    for option in ("--once", "--dry-run", "--no-lock", "--metrics-address", "--holder"):
+        assert option in result.output

@@ -214,6 +214,16 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
         ["flavours.autoscaler.kind: the name 'autoscaler' is taken by the site's autoscaler job; rename this flavour"],
     ),
     (
+        "autoscaler-lock-limits",
+        _set("autoscaler.lock_ttl", "10s"),
+        ["autoscaler.lock_ttl: must be 20s to 48h: Consul's session TTL (half of it) must be at least 10s"],
+    ),
+    (
+        "autoscaler-lock-delay-limit",
+        _set("autoscaler.lock_delay", "2m"),
+        ["autoscaler.lock_delay: must be at most 60s (Consul's limit)"],
+    ),
+    (
         "autoscaler-image-unpinned",
         _drop("autoscaler.image.repository"),
         ["autoscaler.image.repository: required, but missing"],

@@ -38,13 +38,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from nomadwn.autoscale.observation import Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
 from nomadwn.condor import CondorSource
 from nomadwn.condor import Demand as CondorDemand
 from nomadwn.condor import Supply as CondorSupply
+from nomadwn.consul import Leadership
 from nomadwn.errors import BackendError, ConfigError, FieldProblem, NomadError
 from nomadwn.metrics import WORKER_STATES, AutoscalerMetrics
 from nomadwn.model import Site, dispatched
@@ -55,18 +56,6 @@ from nomadwn.units import duration_seconds
 log = logging.getLogger("nomadwn.autoscale")
 
 _LIVE = ("pending", "running")
-
-
-class Leadership(Protocol):
-    """Whether this replica may act now (:class:`nomadwn.consul.ConsulLock` is the real one)."""
-
-    def hold(self) -> bool:
-        """Keep or take the lock; True only if this replica holds it now. Raises ConsulError."""
-        ...
-
-    def release(self) -> None:
-        """Give the lock up at once."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,8 @@ def _submit(pool: CondorPool) -> None:
 
 
 def _jobs_left(pool: CondorPool) -> int:
-    result = pool.run(["condor_q", "-allusers", "-af", "ClusterId"], timeout=15)
+    constraint = 'NomadwnRequired =?= "glasgow"'  # this test's payloads only
+    result = pool.run(["condor_q", "-allusers", "-constraint", constraint, "-af", "ClusterId"], timeout=15)
     assert result.returncode == 0, result
     return len(result.stdout.split())
 
@@ -194,3 +195,43 @@ def test_the_pool_grows_with_demand_and_shrinks_without_killing_payloads(pool: C
         assert not any(s.errors for s in steps), [s.errors for s in steps]
         events = [e for e in fake.requests_to("POST", f"/v1/job/{JOB_ID}/scale")]
         assert events and all("nomadwn autoscale:" in str(e.body) for e in events)
+
+
+def test_once_dry_run_on_the_example_site_prints_demand_supply_target_and_reason(pool: CondorPool) -> None:
+    """The issue's demo: ``nomadwn autoscale examples/glasgow.yaml --once --dry-run``."""
+    from typer.testing import CliRunner
+
+    from typer_cli import app
+
+    site = parse_site(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")), source="example")
+    assert pool.pool_dir is not None and pool.pool_dir_in_chroot is not None
+    (pool.pool_dir / "idle.sub").write_text(
+        "executable = /bin/true\nrequest_cpus = 8\nrequest_memory = 4000\n"
+        "requirements = (TARGET.NoSuchAttr == 1)\nqueue 12\n",
+        encoding="utf-8",
+    )
+    assert pool.run(["condor_submit", str(pool.pool_dir_in_chroot / "idle.sub")]).returncode == 0
+    with FakeNomad() as fake:
+        nomad = NomadClient(NomadSettings(address=fake.address))
+        for name in ("elastic", "burst"):
+            nomad.register(build_job(site, name), enforce_index=None, preserve_counts=False)
+        fake.settle()
+        env = {"NOMAD_ADDR": fake.address, "_CONDOR_COLLECTOR_HOST": pool.collector, "NOMAD_NAMESPACE": ""}
+        deadline = time.monotonic() + 60
+        while True:  # the schedd publishes new jobs to GroupBy queries within a few seconds
+            result = CliRunner().invoke(app, ["autoscale", str(EXAMPLE), "--once", "--dry-run"], env=env)
+            if "12 idle job(s)" in result.output or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        print(result.output)
+        assert result.exit_code == 0, result.output
+        assert fake.requests_to("POST", "/v1/job/glasgow-elastic/scale") == []  # dry run: nothing done
+    lines = result.output.splitlines()
+    assert lines[0] == "elastic (service)"
+    assert lines[1] == "  demand: 12 idle job(s), 12 fit"
+    assert lines[2] == "  supply: 4 worker(s) (4 starting)"
+    assert lines[3] == "  count:  4 -> 8"
+    assert lines[4].startswith("  reason: 12 idle job(s) (12 fit), 12 worker(s) needed, 4 spare: up by 4")
+    assert lines[5] == "  action: would scale up to 8 (dry run)"
+    assert lines[6] == "burst (batch)"
+    assert lines[7] == "  demand: 12 idle job(s), 0 fit"  # 8-core jobs do not fit a 4-core burst worker
