@@ -189,20 +189,7 @@ def test_decisions_are_always_safe(obs: Observation, policy: Policy, history: Hi
 
 
 def _policy(cores: int) -> Policy:
-    return Policy(
-        min=0,
-        max=100,
-        worker_cores=cores,
-        worker_memory_mb=1024,
-        max_scale_up=100,
-        max_scale_down=5,
-        ramp=1,
-        cooldown=0,
-        cooldown_on_scale_up=0,
-        stale_after=60,
-        scale_from_zero=True,
-        can_scale_in=True,
-    )
+    return replace(POLICY, worker_cores=cores, max=100)
 
 
 def test_quota_grants_scale_ups_in_site_order() -> None:

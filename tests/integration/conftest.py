@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.peers import ConsulAgent
+from tests.peers import CondorPool, ConsulAgent
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +17,13 @@ def consul() -> Iterator[ConsulAgent]:
         pytest.fail(missing)
     with ConsulAgent() as agent:
         yield agent
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[CondorPool]:
+    """A real HTCondor personal pool for the module (test_condor_source.py has its own, with jobs)."""
+    missing = CondorPool.available()
+    if missing is not None:
+        pytest.fail(missing)
+    with CondorPool() as started:
+        yield started

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,15 +35,6 @@ pytestmark = pytest.mark.integration
 EXAMPLE: Final = REPO_ROOT / "examples" / "glasgow.yaml"
 LOCK_TTL: Final = 20.0
 TICK: Final = 1.0  # the loop's tick with evaluation_interval 1s
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[CondorPool]:
-    missing = CondorPool.available()
-    if missing is not None:
-        pytest.fail(missing)
-    with CondorPool() as started:
-        yield started
 
 
 class Replica:

@@ -19,7 +19,6 @@ import contextlib
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, Final
 
 import pytest
@@ -111,15 +110,6 @@ class Placement:
             self.workers.clear()
         for worker in workers:
             worker.stop()
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[CondorPool]:
-    missing = CondorPool.available()
-    if missing is not None:
-        pytest.fail(missing)
-    with CondorPool() as started:
-        yield started
 
 
 def _submit(pool: CondorPool) -> None:

@@ -339,15 +339,6 @@ def health_argv(site: Site) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[CondorPool]:
-    missing = CondorPool.available()
-    if missing is not None:
-        pytest.fail(missing)
-    with CondorPool() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
 def worker(pool: CondorPool) -> Iterator[Worker]:
     """The rendered ephemeral worker, lifespan long enough to outlive the module."""
     site = site_for(pool, lifespan={"idle_shutdown": "20m", "max_age": "1h"})
