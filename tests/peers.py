@@ -222,6 +222,7 @@ class ConsulAgent:
         )
         deadline = time.monotonic() + self.START_TIMEOUT
         url = f"{self.http_addr}/v1/status/leader"
+        led_at: float | None = None
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(
@@ -232,11 +233,13 @@ class ConsulAgent:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     leader = resp.read().decode().strip().strip('"')
                 # Sessions need the agent's own node in the catalog ("Missing node registration"
-                # otherwise), which happens a moment after the leader is elected.
+                # otherwise), which happens a moment after the leader is elected. An agent with
+                # default-deny ACLs hides the node from this anonymous read: give it 5 s, no more.
                 node_url = f"{self.http_addr}/v1/catalog/node/nomadwn-test-{self.http_port}"
                 if leader:
+                    led_at = led_at or time.monotonic()
                     with urllib.request.urlopen(node_url, timeout=2) as resp:
-                        if resp.read().decode().strip() not in ("", "null"):
+                        if resp.read().decode().strip() not in ("", "null") or time.monotonic() - led_at > 5:
                             return
             except (urllib.error.URLError, OSError):
                 pass
