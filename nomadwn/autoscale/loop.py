@@ -141,10 +141,7 @@ def _supply_text(supply: Supply | None) -> str:
 def _demand_text(demand: Demand | None, policy: Policy) -> str:
     if demand is None:
         return "unknown"
-    fit = sum(
-        s.count for s in demand.shapes if s.cpus <= policy.worker_cores and s.memory_mb <= policy.worker_memory_mb
-    )
-    text = f"{demand.jobs} idle job(s), {fit} fit"
+    text = f"{demand.jobs} idle job(s), {policy.fitting(demand)} fit"
     return text if demand.complete else text + " (partial)"
 
 
@@ -363,12 +360,7 @@ class Autoscaler:
         policy = self.states[name].policy
         m = self.metrics
         if obs.demand is not None:
-            fit = sum(
-                s.count
-                for s in obs.demand.shapes
-                if s.cpus <= policy.worker_cores and s.memory_mb <= policy.worker_memory_mb
-            )
-            m.idle_jobs.labels(flavour=name).set(fit)
+            m.idle_jobs.labels(flavour=name).set(policy.fitting(obs.demand))
         if obs.supply is not None:
             for state in WORKER_STATES:
                 m.workers.labels(flavour=name, state=state).set(obs.supply.in_state(state))

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from nomadwn.autoscale.observation import Observation
+from nomadwn.autoscale.observation import Demand, JobShape, Observation
 from nomadwn.model import Flavour
 from nomadwn.units import duration_seconds
 
@@ -57,6 +57,14 @@ class Policy:
             raise ValueError("a worker has at least one core and 1 MiB of memory")
         if self.max_scale_up < 1 or self.max_scale_down < 0 or self.ramp < 1:
             raise ValueError("need max_scale_up >= 1, max_scale_down >= 0 and ramp >= 1")
+
+    def fits(self, shape: JobShape) -> bool:
+        """Whether one job of ``shape`` fits one worker of this flavour."""
+        return shape.cpus <= self.worker_cores and shape.memory_mb <= self.worker_memory_mb
+
+    def fitting(self, demand: Demand) -> int:
+        """How many of the idle jobs fit one worker."""
+        return sum(s.count for s in demand.shapes if self.fits(s))
 
     @classmethod
     def of(cls, flavour: Flavour) -> Policy:
@@ -110,7 +118,7 @@ def workers_needed(observation: Observation, policy: Policy) -> tuple[int, int]:
     cores = memory = 0
     unfit = 0
     for shape in observation.demand.shapes:
-        if shape.cpus > policy.worker_cores or shape.memory_mb > policy.worker_memory_mb:
+        if not policy.fits(shape):
             unfit += shape.count
             continue
         cores += shape.cpus * shape.count
