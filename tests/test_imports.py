@@ -1,4 +1,4 @@
-"""Model, renderer and scaling strategy import no client library (STYLE.md: data flows one way)."""
+"""Model, renderer, the pool's value types, the strategy and the loop import no client library (STYLE.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ CLIENTS = ("nomad", "consul", "htcondor", "htcondor2", "classad", "classad2", "r
 def test_pure_modules_import_no_client_library() -> None:
     code = (
         "import sys, json; import nomadwn.model, nomadwn.render, nomadwn.sitefile, nomadwn.autopilot, "
-        "nomadwn.autoscale.strategy; "
+        "nomadwn.autoscale.strategy, nomadwn.pool, nomadwn.autoscale.loop, nomadwn.metrics; "
         "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
