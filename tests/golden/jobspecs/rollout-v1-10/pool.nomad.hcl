@@ -1,0 +1,237 @@
+# Worker flavour pool of site rollout-v1-10: rendered by nomadwn from the site file.
+# Do not edit by hand: change the site file and run `nomadwn render`.
+job "rollout-v1-10-pool" {
+  name        = "rollout-v1-10-pool"
+  type        = "service"
+  region      = "global"
+  namespace   = "grid"
+  datacenters = ["*"]
+  node_pool   = "default"
+  priority    = 50
+
+  meta {
+    nomadwn_flavour = "pool"
+    nomadwn_site = "rollout-v1-10"
+  }
+
+  update {
+    max_parallel      = 2
+    stagger           = "30s"
+    health_check      = "checks"
+    min_healthy_time  = "10s"
+    healthy_deadline  = "5m"
+    progress_deadline = "10m"
+    auto_revert       = true
+    auto_promote      = true
+    canary            = 1
+  }
+
+  group "worker" {
+    count = 2
+
+    network {
+      port "condor" {
+        to = 9621
+      }
+    }
+
+    volume "cvmfs" {
+      type      = "host"
+      source    = "cvmfs"
+      read_only = true
+    }
+
+    restart {
+      attempts = 2
+      interval = "30m"
+      delay    = "15s"
+      mode     = "fail"
+    }
+
+    ephemeral_disk {
+      size = 1024
+    }
+
+    scaling {
+      enabled = true
+      min     = 0
+      max     = 10
+    }
+
+    task "condor" {
+      driver = "docker"
+
+      config {
+        image = "example/worker:1.0"
+        force_pull = false
+        image_pull_timeout = "5m"
+        ports = ["condor"]
+        entrypoint = ["/bin/sh", "/local/nomadwn/start.sh"]
+
+        mount {
+          type = "bind"
+          source = "local/nomadwn/99-nomadwn.conf"
+          target = "/etc/condor/config.d/99-nomadwn.conf"
+          readonly = true
+        }
+      }
+
+      kill_signal  = "SIGTERM"
+      kill_timeout = "30s"
+      shutdown_delay = "5s"
+
+      resources {
+        cores      = 8
+        memory     = 16384
+      }
+
+      logs {
+        max_files     = 10
+        max_file_size = 10
+      }
+
+      volume_mount {
+        volume           = "cvmfs"
+        destination      = "/cvmfs"
+        read_only        = true
+        propagation_mode = "host-to-task"
+      }
+
+      vault {
+        role        = "condor"
+        change_mode = "restart"
+      }
+
+      identity {
+        name        = "vault_default"
+        aud         = ["vault.example"]
+        ttl         = "1h"
+      }
+
+      service {
+        name     = "condor-master"
+        port     = "condor"
+        provider = "consul"
+        tags     = ["cntwn"]
+
+        check {
+          name     = "startd"
+          type     = "script"
+          command  = "condor_config_val"
+          args     = ["-startd", "StartJobs"]
+          interval = "1m"
+          timeout  = "1m"
+
+          check_restart {
+            limit           = 3
+            grace           = "2m"
+            ignore_warnings = false
+          }
+        }
+      }
+
+      template {
+        destination = "local/nomadwn/99-nomadwn.conf"
+        perms       = "0644"
+        change_mode = "restart"
+        data        = <<EOT
+# Rendered by nomadwn for flavour pool of site rollout-v1-10; Nomad writes it at container start.
+
+# --- pool
+CONDOR_HOST = cm.example
+COLLECTOR_HOST = cm.example
+DAEMON_LIST = MASTER, STARTD
+USE_SHARED_PORT = True
+SHARED_PORT_PORT = 9621
+CCB_ADDRESS = $(COLLECTOR_HOST)
+
+# --- resources: the container's share, not the host's
+NUM_CPUS = 8
+MEMORY = 16384
+NUM_SLOTS = 1
+NUM_SLOTS_TYPE_1 = 1
+SLOT_TYPE_1 = 100%
+SLOT_TYPE_1_PARTITIONABLE = True
+
+# --- unprivileged container: the container, not HTCondor, enforces limits
+BASE_CGROUP =
+DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
+
+# --- job policy
+StartJobs = True
+START = ($(StartJobs)) && (True)
+USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh
+
+# --- identity: match HTCondor slots to Nomad allocations
+NomadAllocId = "$ENV(NOMAD_ALLOC_ID)"
+NomadJobId = "$ENV(NOMAD_JOB_ID)"
+NomadwnSite = "rollout-v1-10"
+NomadwnFlavour = "pool"
+STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
+
+# --- lifespan and shutdown
+MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25
+
+# --- pool authentication (the secret itself is rendered by Nomad into /secrets)
+SEC_TOKEN_DIRECTORY = /secrets/condor/tokens.d
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/start.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: the worker container's start-up.
+set -eu
+NOMADWN_START_TIME=$(date +%s)
+export NOMADWN_START_TIME
+condor_master -f &
+master=$!
+for sig in TERM QUIT INT HUP; do
+  trap "kill -$sig $master 2>/dev/null || true" "$sig"
+done
+status=0
+wait "$master" || status=$?
+# A trapped signal ends wait early; wait again until the master is really gone.
+while kill -0 "$master" 2>/dev/null; do
+  status=0
+  wait "$master" || status=$?
+done
+if [ "$status" -eq 99 ]; then
+  echo "nomadwn: the worker reached the end of its lifespan" >&2
+  exit 0
+fi
+exit "$status"
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/job-wrapper.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: the grid environment comes from CVMFS, not the image.
+grid_env=/cvmfs/grid.cern.ch/etc/profile.d/setup-cvmfs-ui.sh
+if [ -r "$grid_env" ]; then
+  . "$grid_env"
+else
+  echo "nomadwn job wrapper: $grid_env is not readable; running without the grid environment" >&2
+fi
+exec "$@"
+EOT
+      }
+
+      template {
+        destination = "secrets/condor/tokens.d/pool"
+        perms       = "0600"
+        change_mode = "restart"
+        data        = <<EOT
+{{ with secret "kv/data/condor" }}{{ .Data.data.token }}{{ end }}
+EOT
+      }
+    }
+  }
+}
