@@ -378,11 +378,27 @@ class Reschedule(Strict):
     unlimited: bool = True
 
 
+LogDaemon = Literal["master", "startd", "starter"]
+"""The HTCondor daemons whose logs a worker can forward to the task's stdout."""
+
+LOG_LINE_BYTES = 512
+"""A forwarded log line is cut to this many bytes (the full line stays in the container)."""
+
+
 class Logs(Strict):
-    """Rotation of the task's stdout/stderr logs on the Nomad client."""
+    """Rotation of the task's stdout/stderr logs on the Nomad client, and what the worker forwards there.
+
+    ``forward``: the HTCondor daemons whose logs the worker copies to its stdout, one
+    line each, prefixed with the daemon's name (what ``nomad alloc logs`` and
+    ``nomadwn logs`` show); ``[]`` keeps them inside the container only.
+    ``forward_per_minute``: at most this many lines a minute are forwarded, so a chatty
+    daemon cannot rotate the task's log away; the rest are counted and reported.
+    """
 
     max_files: Annotated[int, Field(ge=1)] = 10
     max_file_size: SizeMB = 10
+    forward: list[LogDaemon] = ["master", "startd", "starter"]
+    forward_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
 
 
 JobKind = Literal["system", "service", "batch"]
@@ -636,6 +652,11 @@ def shutdown_graceful_timeout(flavour: Flavour) -> timedelta:
     return timeout - margin if timeout > 2 * margin else timeout / 2
 
 
+def forwarded_bytes_per_hour(flavour: Flavour) -> int:
+    """The most the log forwarder can write to the task's stdout in an hour (lines cut to LOG_LINE_BYTES)."""
+    return flavour.logs.forward_per_minute * 60 * (LOG_LINE_BYTES + 32)  # + the daemon prefix
+
+
 def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
     """Rules that span several fields of one flavour, each naming the field to fix."""
     f = site.flavours[name]
@@ -793,6 +814,12 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
         bad("resources.disk", "Nomad requires at least 10 MiB")
     if f.logs.max_files * f.logs.max_file_size >= r.disk:
         bad("logs", "max_files x max_file_size must be less than resources.disk (Nomad keeps logs on that disk)")
+    if f.logs.forward and forwarded_bytes_per_hour(f) > f.logs.max_files * f.logs.max_file_size * 2**20:
+        bad(
+            "logs.forward_per_minute",
+            "at this rate the forwarded HTCondor logs would rotate the task's whole log away within an hour; "
+            "lower it or raise logs.max_files x logs.max_file_size",
+        )
     if (r.cores is None) == (r.cpu is None):
         bad("resources.cores", "set exactly one of cores (whole cores) or cpu (MHz)")
     if r.memory_max is not None and r.memory_max < r.memory:
