@@ -186,7 +186,7 @@ class MemoryNomad:
     fail: set[str] = field(default_factory=set)
     fail_once: set[str] = field(default_factory=set)
     deploying: set[str] = field(default_factory=set)
-    tokens: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # child ID -> its idempotency token
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _next: int = 0
 
@@ -275,15 +275,18 @@ class MemoryNomad:
         """
         self._maybe_fail("dispatch")
         self.calls.append(("dispatch", {"job": job_id, "meta": dict(meta), "token": idempotency_token}))
-        for child_id, token in self.tokens.get(job_id, []):
-            if token == idempotency_token:
-                return DispatchResult(dispatched_job_id=child_id, eval_id="")
+        known = self.children.get(job_id, [])
+        # Children Nomad has forgotten (garbage-collected; here: dropped from ``children``) forget their token.
+        self.tokens = {c.id: self.tokens[c.id] for kids in self.children.values() for c in kids if c.id in self.tokens}
+        for c in known:
+            if self.tokens.get(c.id) == idempotency_token:
+                return DispatchResult(dispatched_job_id=c.id, eval_id="")
         self._next += 1
         child = f"{job_id}/dispatch-1700000000-{self._next:08x}"
         self.children.setdefault(job_id, []).append(
             DispatchedJob(id=child, status="running", queued=0, starting=0, running=1, complete=0, failed=0, lost=0)
         )
-        self.tokens.setdefault(job_id, []).append((child, idempotency_token))
+        self.tokens[child] = idempotency_token
         self._maybe_fail("dispatch_reply")
         return DispatchResult(dispatched_job_id=child, eval_id=f"eval-{self._next}")
 
@@ -358,6 +361,10 @@ class MemoryCondor:
         for job_id, children in self.nomad.children.items():
             for child in children:
                 out.append(self._worker(f"alloc-of-{child.id}", child.id, self.flavours.get(job_id, "")))
+        # A stopped worker's startd is gone, and its drain with it.
+        present = {w.alloc_id for w in out}
+        self.drained &= present
+        self.reasons = {a: r for a, r in self.reasons.items() if a in present}
         return Supply(tuple(out), self.clock(), len(out))
 
     def drain(self, workers: Sequence[Worker | str], *, reason: str) -> DrainResult:

@@ -172,7 +172,8 @@ def join_service(
     for a in allocations:
         if a.desired_status != "run" or a.client_status not in _LIVE:
             continue
-        index = -1 if a.index is None else a.index
+        found = a.index  # a regular expression on the name: once
+        index = -1 if found is None else found
         seen = by_alloc.get(a.id)
         if seen is not None:
             out.append(_joined(seen, index, flavour))
@@ -197,10 +198,17 @@ def join_batch(live: int, workers: Supply, flavour: str, taken_at: float, size: 
     return Supply(workers=tuple(out), taken_at=min(taken_at, workers.taken_at), count=live)
 
 
-def _supply_text(supply: Supply | None) -> str:
+def _state_counts(supply: Supply) -> dict[str, int]:
+    counts: dict[str, int] = dict.fromkeys(WORKER_STATES, 0)
+    for w in supply.workers:
+        counts[w.state] += 1
+    return counts
+
+
+def _supply_text(supply: Supply | None, counts: Mapping[str, int]) -> str:
     if supply is None:
         return "unknown"
-    parts = [f"{supply.in_state(s)} {s}" for s in WORKER_STATES if supply.in_state(s)]
+    parts = [f"{n} {s}" for s, n in counts.items() if n]
     return f"{len(supply.workers)} worker(s)" + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -263,6 +271,7 @@ class Autoscaler:
         # Starting allocations by ID -> when first seen (the start deadline); a token salt.
         self._first_seen: dict[str, float] = {}
         self._epoch = f"{clock():.6f}"
+        self._gauges: dict[str, dict[str, Any]] = {}
         problems: list[FieldProblem] = []
         for name in names:
             f = site.flavours[name]
@@ -564,19 +573,28 @@ class Autoscaler:
         share: Share | None,
         accounting: Accounting | None,
     ) -> FlavourReport:
-        m = self.metrics
+        g = self._gauges.get(name)
+        if g is None:  # label lookups cost more than the rest of the report: once per flavour
+            m = self.metrics
+            g = self._gauges[name] = {
+                "idle": m.idle_jobs.labels(flavour=name),
+                "current": m.current.labels(flavour=name),
+                "desired": m.desired.labels(flavour=name),
+                **{state: m.workers.labels(flavour=name, state=state) for state in WORKER_STATES},
+            }
         if share is not None:
-            m.idle_jobs.labels(flavour=name).set(share.jobs)
+            g["idle"].set(share.jobs)
+        counts = _state_counts(obs.supply) if obs.supply is not None else {}
         if obs.supply is not None:
-            for state in WORKER_STATES:
-                m.workers.labels(flavour=name, state=state).set(obs.supply.in_state(state))
-            m.current.labels(flavour=name).set(obs.supply.count)
-            m.desired.labels(flavour=name).set(decision.count)
+            for state, n in counts.items():
+                g[state].set(n)
+            g["current"].set(obs.supply.count)
+            g["desired"].set(decision.count)
         return FlavourReport(
             flavour=name,
             kind=self.site.flavours[name].kind,
             demand=_demand_text(obs.demand, share, accounting),
-            supply=_supply_text(obs.supply),
+            supply=_supply_text(obs.supply, counts),
             current=obs.supply.count if obs.supply is not None else None,
             target=decision.count if obs.supply is not None else None,
             reason=decision.reason,
