@@ -104,13 +104,18 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
         "elastic.nomad.hcl",
         "ephemeral.json",
         "ephemeral.nomad.hcl",
+        "monitoring",
     ]
-    assert first.output.count("wrote") == 10
+    assert sorted(p.name for p in (out / "glasgow" / "monitoring").iterdir()) == [
+        "grafana-dashboard.json",
+        "prometheus.yml",
+    ]
+    assert first.output.count("wrote") == 12
     second = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--json"])
     assert json.loads(second.output)["written"] == []
     check = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--check"])
     assert check.exit_code == 0
-    assert "10 jobspec file(s) are fresh" in check.output
+    assert "12 jobspec file(s) are fresh" in check.output
 
 
 def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
@@ -131,7 +136,7 @@ def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
 def test_render_format_json_only(tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--format", "json"]).exit_code == 0
-    assert sorted(p.suffix for p in (out / "glasgow").iterdir()) == [".json"] * 5
+    assert sorted(p.suffix for p in (out / "glasgow").iterdir() if p.is_file()) == [".json"] * 5
 
 
 def test_usage_error_exits_2() -> None:
