@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
+from nomadwn.errors import RenderError
 from nomadwn.model import METRICS_TAG, Site, metrics_service_name
 from nomadwn.units import duration_seconds
 
@@ -217,6 +218,13 @@ def dashboard_panels(site: Site) -> list[tuple[str, list[Panel]]]:
 
 def dashboard(site: Site) -> dict[str, Any]:
     """The Grafana dashboard, built with grafana-foundation-sdk, as a JSON-ready dict."""
+    try:
+        import grafana_foundation_sdk  # noqa: F401
+    except ImportError as exc:
+        raise RenderError(
+            "the Grafana dashboard needs the grafana-foundation-sdk package, a dependency of nomadwn: "
+            "reinstall nomadwn (scripts/_venv.sh in a checkout)"
+        ) from exc
     from grafana_foundation_sdk.builders import bargauge, prometheus, stat, timeseries
     from grafana_foundation_sdk.builders import dashboard as gdash
     from grafana_foundation_sdk.builders.common import StackingConfig
