@@ -96,7 +96,6 @@ job "glasgow-elastic" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
-      shutdown_delay = "5s"
 
       resources {
         cores      = 8

@@ -65,7 +65,6 @@ job "custom-static-job" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
-      shutdown_delay = "5s"
 
       resources {
         cores      = 2
