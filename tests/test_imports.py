@@ -33,6 +33,8 @@ CLIENT_FREE = (
     "nomadwn.status",
     "nomadwn.fakes",
     "nomadwn.autoscale.loop",
+    "nomadwn.pool",
+    "nomadwn.metrics",
 )
 
 
