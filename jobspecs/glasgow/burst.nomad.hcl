@@ -71,6 +71,7 @@ job "glasgow-burst" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
+      shutdown_delay = "5s"
 
       resources {
         cores      = 4

@@ -22,14 +22,7 @@ job "glasgow-cntwn" {
 
   update {
     max_parallel      = 2
-    stagger           = "30s"
-    health_check      = "checks"
-    min_healthy_time  = "2m"
-    healthy_deadline  = "10m"
-    progress_deadline = "15m"
-    auto_revert       = true
-    auto_promote      = false
-    canary            = 0
+    stagger           = "5m"
   }
 
   group "worker" {
@@ -77,6 +70,7 @@ job "glasgow-cntwn" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
+      shutdown_delay = "5s"
 
       resources {
         cores      = 8

@@ -96,6 +96,7 @@ job "glasgow-elastic" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
+      shutdown_delay = "5s"
 
       resources {
         cores      = 8

@@ -70,6 +70,7 @@ job "glasgow-ephemeral" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
+      shutdown_delay = "5s"
 
       resources {
         cores      = 4

@@ -65,6 +65,7 @@ job "custom-static-job" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
+      shutdown_delay = "5s"
 
       resources {
         cores      = 2

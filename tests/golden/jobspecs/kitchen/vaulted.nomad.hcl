@@ -126,6 +126,7 @@ job "kitchen-vaulted" {
 
       kill_signal  = "SIGQUIT"
       kill_timeout = "50s"
+      shutdown_delay = "5s"
 
       resources {
         cpu        = 4000
@@ -141,6 +142,12 @@ job "kitchen-vaulted" {
       vault {
         role        = "condor-workers"
         change_mode = "restart"
+      }
+
+      identity {
+        name        = "vault_default"
+        aud         = ["vault.io"]
+        ttl         = "1h"
       }
 
       service {
