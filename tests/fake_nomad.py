@@ -2622,13 +2622,13 @@ class FakeNomad:
         room = max(desired - len(keep), 0)
         # Replace first the allocations whose name index no kept allocation (e.g. a
         # promoted canary) already holds; the others are just stopped.
-        held = {_name_index(a) for a in keep}
-        destructive.sort(key=lambda a: (_name_index(a) in held, _name_index(a)))
+        held_names = {_name_index(a) for a in keep + holding}
+        destructive.sort(key=lambda a: (_name_index(a) in held_names, _name_index(a)))
         replaced, extra = destructive[:room], destructive[room:]
         plan.destructive += replaced
         plan.stop += extra
         plan.new_place += room - len(replaced)
-        taken = set(held)
+        taken = set(held_names)
         wanted = [_name_index(a) for a in replaced] + [-1] * (room - len(replaced))
         for want, alloc in itertools.zip_longest(wanted, replaced):
             slot = want

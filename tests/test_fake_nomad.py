@@ -1516,7 +1516,9 @@ def test_1_10_system_job_without_update_replaces_every_node_at_once() -> None:
         register(fake, _system("example/w:2", None))
         time.sleep(STEP * 8)
         assert set(_versions_on(fake).values()) == {1}
-        assert fake.job("sys")["TaskGroups"][0].get("Update") is None  # no default strategy on 1.10
+        job = fake.job("sys")
+        assert job is not None
+        assert job["TaskGroups"][0].get("Update") is None  # no default strategy on 1.10
 
 
 def test_2_0_system_rollout_is_a_deployment_one_healthy_node_at_a_time() -> None:
@@ -1544,7 +1546,9 @@ def test_2_0_system_deployment_fails_at_the_first_bad_node_and_auto_reverts() ->
         fake.settle(timeout=10)
         bad = [a for a in fake.allocations("sys") if a["Job"]["Version"] == 1]
         assert len(bad) == 1  # the gate held: one node tried the bad image
-        assert fake.job("sys")["Version"] == 2  # the revert, a copy of version 0
+        job = fake.job("sys")
+        assert job is not None
+        assert job["Version"] == 2  # the revert, a copy of version 0
         assert {a["JobVersion"] for a in live_allocs(fake, "sys")} <= {0, 2}
 
 
