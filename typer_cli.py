@@ -22,6 +22,7 @@ token is read from the environment only, never from a flag (shell history).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -46,7 +47,14 @@ from nomadwn import __version__
 from nomadwn.autoscale.loop import Autoscaler, StepReport
 from nomadwn.condor import CondorSettings, HTCondorSource
 from nomadwn.consul import ConsulClient, ConsulLock, ConsulSettings
-from nomadwn.deploy import FlavourPlan, deploy_flavour, plan_site, previous_stable_version, select_flavours
+from nomadwn.deploy import (
+    FlavourPlan,
+    deploy_flavour,
+    plan_site,
+    previous_stable_version,
+    rollout_of,
+    select_flavours,
+)
 from nomadwn.errors import ConfigError, FieldProblem, NomadwnError
 from nomadwn.metrics import MetricsServer, recently
 from nomadwn.model import Site, dispatched
@@ -314,25 +322,41 @@ def deploy(
     auto_promote: Annotated[
         bool, typer.Option("--auto-promote", help="Promote canaries once they are healthy.")
     ] = False,
-    min_running: Annotated[
-        str, typer.Option("--min-running", help="System/batch jobs: how long workers must keep running to be healthy.")
-    ] = "10s",
+    min_healthy_time: Annotated[
+        str | None,
+        typer.Option(
+            "--min-healthy-time",
+            help="Where nomadwn judges health itself (batch jobs; system jobs up to Nomad 1.10): how long each "
+            "worker must pass its checks (default: the flavour's update.min_healthy_time, else Nomad's 10s).",
+        ),
+    ] = None,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict."""
+    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict.
+
+    Service jobs (and system jobs from Nomad 2.0) follow Nomad's deployment. Up to Nomad
+    1.10 a system job has none: nomadwn waits until every node runs the new version and
+    each worker has passed its Consul checks (CONSUL_HTTP_ADDR) for min_healthy_time,
+    and with auto_revert it reverts a failed rollout itself.
+    """
     timeout_s = _seconds(timeout, "--timeout")
-    min_running_s = _seconds(min_running, "--min-running")
+    min_healthy_s = None if min_healthy_time is None else _seconds(min_healthy_time, "--min-healthy-time")
     site = load_site(site_file)
     nomad = _nomad(address, namespace, region)
     view = _ProgressView()
-    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, min_running=min_running_s)
+    # Consul tells the workers' health where Nomad does not track a rollout (system jobs up to 1.10).
+    consul = ConsulClient(ConsulSettings.from_env())
+    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, consul=consul)
     worst = 0
     for planned in plan_site(site, nomad, flavours or []):
         _print_plan(planned)
         with view.showing(f"watching {planned.job.ID}"):
-            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
+            rollout = rollout_of(site, planned.flavour)
+            if min_healthy_s is not None:
+                rollout = dataclasses.replace(rollout, min_healthy_time=min_healthy_s)
+            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s, rollout=rollout)
         if not result.changed:
             continue
         if result.verdict is None:

@@ -942,6 +942,54 @@ class FakeNomad:
         with self._lock:
             return [copy.deepcopy(d) for d in self._job_deploys((namespace, job_id))]
 
+    def service_registrations(self, name: str) -> list[Json]:
+        """What this cluster's clients have registered in Consul for service ``name``: one entry per
+        running allocation whose task defines it, as ``/v1/health/service/<name>`` lists them.
+
+        The service ID is Nomad's (``client/serviceregistration/id.go`` ``MakeAllocServiceID``:
+        ``_nomad-task-<alloc>-<task>-<service>-<port label>``); each check is passing, or
+        critical when the allocation follows the ``failing_check`` scenario.
+        """
+        out: list[Json] = []
+        with self._lock:
+            for alloc in self._allocs.values():
+                if alloc["DesiredStatus"] != "run" or alloc["ClientStatus"] != "running":
+                    continue
+                node = next((n for n in self._nodes if n.id == alloc["NodeID"]), None)
+                failing = self._alloc_outcome.get(alloc["ID"], HEALTHY).name == "failing_check"
+                for task in self._tasks(alloc):
+                    for service in task.get("Services") or []:
+                        if service.get("Name") != name:
+                            continue
+                        service_id = f"_nomad-task-{alloc['ID']}-{task['Name']}-{name}-{service.get('PortLabel', '')}"
+                        checks = [
+                            {
+                                "Node": alloc["NodeName"],
+                                "CheckID": f"_nomad-check-{_new_id()[:8]}",
+                                "Name": check.get("Name") or "service check",
+                                "Status": "critical" if failing else "passing",
+                                "Output": "StartJobs = True" if not failing else "startd did not answer",
+                                "ServiceID": service_id,
+                                "ServiceName": name,
+                            }
+                            for check in service.get("Checks") or []
+                        ]
+                        out.append(
+                            {
+                                "Node": {"Node": alloc["NodeName"], "Address": node.address if node else "127.0.0.1"},
+                                "Service": {
+                                    "ID": service_id,
+                                    "Service": name,
+                                    "Tags": service.get("Tags") or [],
+                                    "Meta": service.get("Meta") or {},
+                                    "Address": "",
+                                    "Port": 9621,
+                                },
+                                "Checks": checks,
+                            }
+                        )
+        return out
+
     def settle(self, timeout: float = 5.0) -> None:
         """Wait until no scripted transition or hook call is pending (raise TimeoutError after ``timeout``)."""
         deadline = time.monotonic() + timeout
