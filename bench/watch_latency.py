@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from nomadwn.deploy import rollout_of
-from nomadwn.nomad import Allocation, NomadClient, NomadSettings
+from nomadwn.nomad import Allocation, NomadSettings
+from nomadwn.nomad_client import NomadClient
 from nomadwn.render import build_job
 from nomadwn.sitefile import load_site
 from nomadwn.watch import Verdict, Watcher

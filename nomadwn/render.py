@@ -20,14 +20,13 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal
 
 from nomadwn import hcl
 from nomadwn import nomad_api as api
 from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
+from nomadwn.formats import Format
 from nomadwn.model import (
     Constraint,
     Flavour,
@@ -40,10 +39,14 @@ from nomadwn.model import (
     static_port,
     system_deployments,
 )
+from nomadwn.quoting import string_literal
 from nomadwn.resources import shipped_dir
 from nomadwn.units import duration_ns, duration_text, format_duration
 
-Format = Literal["hcl", "json", "both"]
+if TYPE_CHECKING:
+    import jinja2
+
+
 GROUP = "worker"
 TASK = "condor"
 AUTOSCALER = "autoscaler"
@@ -268,10 +271,6 @@ def build_job(site: Site, name: str) -> api.Job:
     )
 
 
-def _go_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def build_autoscaler_job(site: Site) -> api.Job:
     """The Nomad service job of the site's autoscaler (``nomadwn autoscale``), HA with a Consul lock.
 
@@ -285,7 +284,7 @@ def build_autoscaler_job(site: Site) -> api.Job:
     if a is None:
         raise RenderError(f"site {site.name} has no autoscaler block")
     job_id = site.autoscaler_job_id
-    var = _go_string(a.variable_path or f"nomad/jobs/{job_id}")
+    var = string_literal(a.variable_path or f"nomad/jobs/{job_id}")
     collectors = sorted({c for name in site.autoscaled() for c in site.flavours[name].htcondor.collector})
     env = {
         "NOMAD_ADDR": a.nomad_addr,
@@ -486,6 +485,9 @@ def privileges(flavour: Flavour) -> list[str]:
 @functools.cache
 def _environment() -> jinja2.Environment:
     # Built once per process: compiling the template dominates the cost of a render.
+    # Imported here, not at the top, so that `validate` (which needs privileges()) does not pay for Jinja2.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(shipped_dir("templates")),
         undefined=jinja2.StrictUndefined,
@@ -514,6 +516,8 @@ def render_hcl(site: Site, name: str, job: api.Job | None = None) -> str:
     else:
         job = job or build_job(site, name)
         title, privs = f"Worker flavour {name} of site {site.name}", privileges(site.flavours[name])
+    import jinja2
+
     try:
         template = _environment().get_template("job.nomad.hcl.j2")
         return template.render(job=job, title=title, privileges=privs)

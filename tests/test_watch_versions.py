@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from nomadwn.consul import ConsulClient, ConsulSettings, ServiceCheck, ServiceInstance
+from nomadwn.consul import ServiceCheck, ServiceInstance
+from nomadwn.consul_health import ConsulClient
+from nomadwn.consul_settings import ConsulSettings
 from nomadwn.deploy import deploy_flavour, plan_site, rollout_of
 from nomadwn.fakes import FakeClock, FakeConsulHealth, ScriptedNomad
-from nomadwn.nomad import Allocation, Evaluation, NomadClient, NomadSettings
+from nomadwn.nomad import Allocation, Evaluation, NomadSettings
+from nomadwn.nomad_client import NomadClient
 from nomadwn.sitefile import parse_site
 from nomadwn.watch import Progress, Rollout, Watcher
 from tests.fake_consul import FakeConsul
