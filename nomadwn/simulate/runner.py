@@ -60,6 +60,7 @@ class Stats:
     wait_max: float
     provisioned: float
     used: float
+    killed_work: float
     peak_workers: int
     peak_cores: int
     scaling_actions: int
@@ -70,7 +71,7 @@ class Stats:
 
     @property
     def idle(self) -> float:
-        """Core-hours provisioned but not used by a payload."""
+        """Core-hours provisioned but not used by a payload that completed (killed work counts as idle)."""
         return max(0.0, self.provisioned - self.used)
 
     @property
@@ -91,6 +92,7 @@ class Stats:
                 "provisioned": round(self.provisioned, 1),
                 "used": round(self.used, 1),
                 "idle": round(self.idle, 1),
+                "killed": round(self.killed_work, 1),
             },
             "utilisation": round(self.utilisation, 4),
             "peak_workers": self.peak_workers,
@@ -213,6 +215,7 @@ def _stats(world: World, actions: int) -> Stats:
         wait_max=waits[-1] if waits else 0.0,
         provisioned=world.prov_cs / 3600,
         used=world.used_cs / 3600,
+        killed_work=world.killed_cs / 3600,
         peak_workers=world.peak_workers,
         peak_cores=world.peak_cores,
         scaling_actions=actions,

@@ -209,6 +209,7 @@ class World:
         self.killed = 0
         self.completed = 0
         self.used_cs = 0.0
+        self.killed_cs = 0.0
         self._prov_cores = 0
         self._prov_last = 0.0
         self.prov_cs = 0.0
@@ -387,7 +388,7 @@ class World:
     def _kill(self, w: SimWorker, job: int) -> None:
         start, _ = self._free(w, job)
         tr = self.trace
-        self.used_cs += (self.now - start) * tr.cpus[job]
+        self.killed_cs += (self.now - start) * tr.cpus[job]  # lost work: provisioned, not used
         self.killed += 1
         shape = (tr.cpus[job], tr.memory_mb[job])
         self.idle.setdefault(shape, deque()).appendleft(job)  # evicted: back to the queue, at its head
