@@ -16,6 +16,8 @@ from nomadwn.cli._common import JsonOpt, SiteArg, emit_json, handled, say, secon
 from nomadwn.errors import ConfigError, FieldProblem
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nomadwn.simulate.world import Cluster
 
 
@@ -60,7 +62,9 @@ def simulate(
     site_file: SiteArg,
     trace: Annotated[
         Path,
-        typer.Option("--trace", help="Queue history: SWF (.swf, .swf.gz) or condor_history -af output.", show_default=False),
+        typer.Option(
+            "--trace", help="Queue history: SWF (.swf, .swf.gz) or condor_history -af output.", show_default=False
+        ),
     ],
     cluster: Annotated[
         str | None,
@@ -134,7 +138,7 @@ def simulate(
         say(f"plot: {plot}")
 
 
-def _stderr_console() -> object:
+def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)

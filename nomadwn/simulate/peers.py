@@ -20,10 +20,9 @@ Nomad operations the autoscaler never calls (plan, register, deployments, ...) r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from nomadwn import nomad_api as api
-from nomadwn.condor import Demand, JobShape, Supply, Worker
 from nomadwn.errors import NomadError
 from nomadwn.nomad import (
     Allocation,
@@ -37,8 +36,12 @@ from nomadwn.nomad import (
     PlanResult,
     RegisterResult,
 )
+from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
 from nomadwn.render import GROUP
 from nomadwn.simulate.world import READY, RETIRING, STOPPING, UNPLACED, Shape, SimFlavour, World
+
+if TYPE_CHECKING:
+    from nomadwn import nomad_api as api
 
 SCHEDD = "simulated-schedd"
 
@@ -58,7 +61,7 @@ class SimCondor:
 
         try:
             classad2.ExprTree(expression)
-        except Exception as exc:  # noqa: BLE001 - the bindings raise several types; any means "not an expression"
+        except Exception as exc:  # the bindings raise several types; any means "not an expression"
             return str(exc) or "not a ClassAd expression"
         return None
 
@@ -86,8 +89,8 @@ class SimCondor:
             if negotiated_only:
                 count = sum(1 for job in queue if submit[job] < w.last_cycle)
             if count:
-                shapes.append(JobShape(cpus=shape[0], memory_mb=shape[1], disk_kb=None, count=count))
-        return Demand(shapes=shapes, schedds=[SCHEDD], failed_schedds=[], taken_at=w.now)
+                shapes.append(JobShape(cpus=shape[0], memory_mb=shape[1], count=count))
+        return Demand(shapes=tuple(shapes), taken_at=w.now, schedds=(SCHEDD,))
 
     def workers(self, site: str) -> Supply:
         """The site's startds that are up, folded per allocation as the collector shows them."""
@@ -99,14 +102,17 @@ class SimCondor:
                     continue  # not in the collector (yet, or any more)
                 f = sw.flavour
                 claimed = len(sw.payloads)
-                state = "draining" if phase != READY else "claimed" if claimed else "unclaimed"
+                state: WorkerState = "claimed" if claimed else "unclaimed"
+                if phase != READY or sw.drained:
+                    state = "draining"
                 out.append(
                     Worker(
                         alloc_id=sw.id,
                         job_id=sw.child or f.job_id,
                         flavour=f.name,
                         site=site,
-                        name=f"{sw.id}@sim",
+                        name=sw.name,
+                        index=sw.index if sw.child is None else -1,
                         state=state,
                         activity="Busy" if claimed else "Idle",
                         cpus_total=f.cores,
@@ -116,7 +122,31 @@ class SimCondor:
                         claimed_slots=claimed,
                     )
                 )
-        return Supply(workers=out, taken_at=self.world.now)
+        return Supply(workers=tuple(out), taken_at=self.world.now, count=len(out))
+
+    def _startds(self, workers: Sequence[Worker | str]) -> tuple[list[str], dict[str, str]]:
+        names = [w if isinstance(w, str) else w.name for w in workers]
+        found, failed = [], {}
+        for name in names:
+            if self.world.drain(name, on=None) is None:
+                failed[name] = f"HTCondor (simulated): the collector knows no startd {name}"
+            else:
+                found.append(name)
+        return found, failed
+
+    def drain(self, workers: Sequence[Worker | str], *, reason: str) -> DrainResult:
+        """``condor_drain -graceful``: no new job; running ones keep their retirement time (then are evicted)."""
+        found, failed = self._startds(workers)
+        for name in found:
+            self.world.drain(name, on=True)
+        return DrainResult(done=tuple(found), failed=failed, request_ids={n: f"drain-{n}" for n in found})
+
+    def cancel_drain(self, workers: Sequence[Worker | str]) -> DrainResult:
+        """``condor_drain -cancel``: the startd takes jobs again."""
+        found, failed = self._startds(workers)
+        for name in found:
+            self.world.drain(name, on=False)
+        return DrainResult(done=tuple(found), failed=failed)
 
 
 class SimNomad:

@@ -31,7 +31,7 @@ from nomadwn.metrics import AutoscalerMetrics
 from nomadwn.model import Site, shutdown_graceful_timeout
 from nomadwn.simulate.peers import SimCondor, SimNomad
 from nomadwn.simulate.trace import Trace
-from nomadwn.simulate.world import Aborted, Cluster, SimFlavour, World
+from nomadwn.simulate.world import AbortedRunError, Cluster, SimFlavour, World
 from nomadwn.units import duration_seconds
 
 STATES = ("unplaced", "starting", "unclaimed", "claimed", "draining")
@@ -187,7 +187,10 @@ def default_cluster(site: Site) -> Cluster:
     per_core = max(4096, max(math.ceil(f.memory_mb / f.cores) for f in flavours.values()))
     quota = site.autoscaler.core_quota if site.autoscaler is not None else None
     if quota is None:
-        quota = sum(f.cores * site.flavours[f.name].scaling.max for f in flavours.values())  # type: ignore[union-attr]
+        quota = 0
+        for f in flavours.values():
+            bounds = site.flavours[f.name].scaling
+            quota += f.cores * (bounds.max if bounds is not None else 1)
     return Cluster(nodes=max(1, math.ceil(quota / cores)), cores=cores, memory_mb=cores * per_core)
 
 
@@ -352,7 +355,7 @@ def run_static(
         world.abort_late = (abort_above, runnable - math.ceil(0.95 * runnable))
     try:
         world.advance_to(_horizon(trace), stop_when_done=True)
-    except Aborted:
+    except AbortedRunError:
         return None
     world.finish()
     return _stats(world, 0)
@@ -367,7 +370,9 @@ def simulate(
 ) -> Result:
     """The autoscaler's run and its static baseline (given, or the smallest no worse at p95)."""
     if not site.autoscaled():
-        raise ConfigError(site.name, [FieldProblem("flavours", "no flavour has an autoscale block; nothing to simulate")])
+        raise ConfigError(
+            site.name, [FieldProblem("flavours", "no flavour has an autoscale block; nothing to simulate")]
+        )
     if len(trace) == 0:
         raise ConfigError(trace.source, [FieldProblem("", "no job in the trace ran")], context=" in the trace")
     cluster = opts.cluster or default_cluster(site)

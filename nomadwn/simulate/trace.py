@@ -27,13 +27,12 @@ number and the field.
 from __future__ import annotations
 
 import gzip
-import io
 import re
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from nomadwn.errors import ConfigError, FieldProblem
 from nomadwn.units import parse_duration_ns
@@ -75,6 +74,7 @@ class _Builder:
         self.rows: list[tuple[float, float, int, int]] = []
         self.skipped = 0
         self.problems: list[FieldProblem] = []
+        self.start = 0.0
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(FieldProblem(f"line {line}", message))
@@ -100,11 +100,10 @@ class _Builder:
         )
 
 
-def _lines(path: Path) -> Iterator[str]:
-    raw = path.open("rb")
-    stream = gzip.open(raw, "rt", encoding="utf-8", errors="replace") if path.suffix == ".gz" else None
-    with raw, (stream or io.TextIOWrapper(raw, encoding="utf-8", errors="replace")) as text:
-        yield from text
+def _open(path: Path) -> TextIO:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return path.open(encoding="utf-8", errors="replace")
 
 
 def is_swf(path: Path) -> bool:
@@ -134,14 +133,21 @@ def read_swf(path: Path, *, memory_per_core_mb: int = DEFAULT_MEMORY_PER_CORE_MB
     """Read a Standard Workload Format file (fields in the module docstring)."""
     b = _Builder(str(path))
     start = 0.0
-    for n, line in enumerate(_lines(path), start=1):
+    with _open(path) as lines:
+        _swf_lines(b, lines, memory_per_core_mb)
+        start = b.start
+    return b.build(start)
+
+
+def _swf_lines(b: _Builder, lines: TextIO, memory_per_core_mb: int) -> None:
+    for n, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
             continue
         if text.startswith(";"):
             found = _UNIX_START.match(text)
             if found:
-                start = float(found.group(1))
+                b.start = float(found.group(1))
             continue
         fields = text.split()
         if len(fields) < 11:
@@ -165,7 +171,6 @@ def read_swf(path: Path, *, memory_per_core_mb: int = DEFAULT_MEMORY_PER_CORE_MB
             cpus = int(req if req > 0 else alloc if alloc > 0 else 1)
             memory = int(mem_kb * cpus / 1024) if mem_kb > 0 else memory_per_core_mb * cpus
             b.rows.append((submit, run, cpus, max(1, memory)))
-    return b.build(start)
 
 
 _HISTORY_COLUMNS = ("qdate", "jobstartdate", "remotewallclocktime", "requestcpus", "requestmemory")
@@ -174,9 +179,15 @@ _HISTORY_COLUMNS = ("qdate", "jobstartdate", "remotewallclocktime", "requestcpus
 def read_history(path: Path, *, memory_per_core_mb: int = DEFAULT_MEMORY_PER_CORE_MB) -> Trace:
     """Read ``condor_history -af QDate JobStartDate RemoteWallClockTime RequestCpus RequestMemory`` output."""
     b = _Builder(str(path))
+    with _open(path) as lines:
+        _history_lines(b, lines, memory_per_core_mb)
+    return b.build(0.0)
+
+
+def _history_lines(b: _Builder, lines: TextIO, memory_per_core_mb: int) -> None:
     columns: tuple[str, ...] = _HISTORY_COLUMNS
     first = True
-    for n, line in enumerate(_lines(path), start=1):
+    for n, line in enumerate(lines, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -227,7 +238,6 @@ def read_history(path: Path, *, memory_per_core_mb: int = DEFAULT_MEMORY_PER_COR
         b.rows.append(
             (qdate, run, max(1, cpus), int(memory) if memory and memory > 0 else memory_per_core_mb * max(1, cpus))
         )
-    return b.build(0.0)
 
 
 def window(trace: Trace, *, start: str | None = None, days: float | None = None, scale: float = 1.0) -> Trace:

@@ -122,6 +122,7 @@ class SimWorker:
     __slots__ = (
         "child",
         "claims",
+        "drained",
         "flavour",
         "free_cores",
         "free_mem",
@@ -129,6 +130,7 @@ class SimWorker:
         "id",
         "idle_gen",
         "index",
+        "name",
         "node",
         "payloads",
         "phase",
@@ -141,6 +143,8 @@ class SimWorker:
         self.flavour = flavour
         self.index = index
         self.child = child
+        self.name = f"{wid}@sim"
+        self.drained = False
         self.node = -1
         self.phase = UNPLACED
         self.placed_at = 0.0
@@ -156,11 +160,11 @@ class SimWorker:
     def state(self) -> str:
         """The autoscaler's word for it: unplaced, starting, unclaimed, claimed, draining."""
         if self.phase == READY:
-            return "claimed" if self.payloads else "unclaimed"
+            return "draining" if self.drained else "claimed" if self.payloads else "unclaimed"
         return PHASE_NAMES[self.phase]
 
 
-class Aborted(Exception):
+class AbortedRunError(Exception):
     """The run was stopped early by its ``abort_late`` limit (too many late starts)."""
 
 
@@ -311,7 +315,7 @@ class World:
         self.last_cycle = self.now
         if not self.idle_jobs:
             return
-        candidates = [w for w in self.workers.values() if w.phase == READY and w.free_cores > 0]
+        candidates = [w for w in self.workers.values() if w.phase == READY and w.free_cores > 0 and not w.drained]
         if not candidates:
             return
         heads = [(q[0], shape) for shape, q in self.idle.items() if q]
@@ -350,7 +354,7 @@ class World:
             if self.abort_late is not None and wait > self.abort_late[0]:
                 self._late += 1
                 if self._late > self.abort_late[1]:
-                    raise Aborted
+                    raise AbortedRunError
         self._at(self.now + tr.run[job], _END, w, job)
 
     def _free(self, w: SimWorker, job: int) -> tuple[float, float]:
@@ -371,7 +375,7 @@ class World:
         _, claim_start = self._free(w, job)
         self.used_cs += tr.run[job] * tr.cpus[job]
         self.completed += 1
-        if w.phase == READY:
+        if w.phase == READY and not w.drained:
             shape = (tr.cpus[job], tr.memory_mb[job])
             q = self.idle.get(shape)
             if q and self.now - claim_start < self.claim_worklife:
@@ -380,6 +384,8 @@ class World:
             if not w.payloads:
                 self._became_idle(w)
             self._dirty()
+        elif w.phase == READY:
+            self.version += 1  # a drained worker: it stays drained, taking nothing
         elif not w.payloads and w.phase == RETIRING:
             self._expired(w)
         elif not w.payloads and w.phase == STOPPING:
@@ -426,6 +432,38 @@ class World:
         if w.phase == READY and not w.payloads and w.idle_gen == idle_gen:
             self._expired(w)
 
+    def drain(self, name: str, *, on: bool | None) -> SimWorker | None:
+        """``condor_drain -graceful`` (on), ``-cancel`` (off), or just look the startd up (None).
+
+        Graceful: the startd takes no new job and each running one may finish within its
+        retirement time (``MAXJOBRETIREMENTTIME``, from its start), else it is evicted.
+        """
+        w = next((x for x in self.workers.values() if x.name == name and x.phase in (READY, RETIRING)), None)
+        if w is None or on is None:
+            return w
+        if on and not w.drained:
+            w.drained = True
+            w.idle_gen += 1  # a drained startd is not "unclaimed": idle_shutdown does not count
+            self._retire_all(w)
+        elif not on and w.drained:
+            w.drained = False
+            w.gen += 1
+            if w.phase == READY:
+                if not w.payloads:
+                    self._became_idle(w)
+                if w.flavour.max_age is not None:
+                    self._at(self._next_check(w, w.ready_at + w.flavour.max_age), _AGE, w, w.gen)
+                self._dirty()
+        self.version += 1
+        return w
+
+    def _retire_all(self, w: SimWorker) -> None:
+        tr = self.trace
+        for job, (start, _) in list(w.payloads.items()):
+            kill_at = start + w.flavour.retirement
+            if start + tr.run[job] > kill_at:
+                self._at(max(self.now, kill_at), _RETIRE_KILL, w, job)
+
     def _max_age(self, obj: object, gen: int) -> None:
         w = obj
         assert isinstance(w, SimWorker)
@@ -436,18 +474,14 @@ class World:
         if not w.payloads:
             self._expired(w)
             return
-        tr = self.trace
-        for job, (start, _) in list(w.payloads.items()):
-            kill_at = start + w.flavour.retirement
-            if start + tr.run[job] > kill_at:
-                self._at(max(self.now, kill_at), _RETIRE_KILL, w, job)
+        self._retire_all(w)
 
     def _retire_kill(self, obj: object, job: int) -> None:
         w = obj
         assert isinstance(w, SimWorker)
-        if job in w.payloads and w.phase == RETIRING:
+        if job in w.payloads and (w.phase == RETIRING or (w.phase == READY and w.drained)):
             self._kill(w, job)
-            if not w.payloads:
+            if not w.payloads and w.phase == RETIRING:
                 self._expired(w)
 
     def _expired(self, w: SimWorker) -> None:
