@@ -121,12 +121,6 @@ job "glasgow-elastic" {
         provider = "consul"
         tags     = ["cntwn", "elastic"]
 
-        meta {
-          prometheus_path = "/metrics"
-          prometheus_port_label = "metrics"
-          prometheus_scrape = "true"
-        }
-
         check {
           name     = "startd"
           type     = "script"
@@ -140,6 +134,19 @@ job "glasgow-elastic" {
             grace           = "2m"
             ignore_warnings = false
           }
+        }
+      }
+
+      service {
+        name     = "condor-master-metrics"
+        port     = "metrics"
+        provider = "consul"
+        tags     = ["metrics", "glasgow", "elastic"]
+
+        meta {
+          metrics_path = "/metrics"
+          nomadwn_flavour = "elastic"
+          nomadwn_site = "glasgow"
         }
       }
 
