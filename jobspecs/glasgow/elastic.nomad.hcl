@@ -190,14 +190,6 @@ NomadwnFlavour = "elastic"
 STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
 # --- lifespan and shutdown
-UPDATE_INTERVAL = 60
-MASTER_UPDATE_INTERVAL = 60
-MAXJOBRETIREMENTTIME = 86400
-STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 86700
-NOMADWN_START_TIME = $ENV(NOMADWN_START_TIME)
-NOMADWN_MAX_AGE = 259200
-STARTD.DAEMON_SHUTDOWN = (time() - $(NOMADWN_START_TIME)) > $(NOMADWN_MAX_AGE)
-MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0
 MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
