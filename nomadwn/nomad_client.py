@@ -46,6 +46,8 @@ from nomadwn.nomad import (
     parse_dispatched_job,
     parse_evaluation,
     parse_failures,
+    plan_summary,
+    template_changes,
 )
 
 
@@ -195,6 +197,8 @@ class NomadClient:
             },
             failed_allocs=parse_failures(raw.get("FailedTGAllocs")),
             warnings=str(raw.get("Warnings") or ""),
+            summary=plan_summary(diff),
+            templates=template_changes(diff),
         )
 
     def register(self, job: api.Job, *, enforce_index: int | None, preserve_counts: bool) -> RegisterResult:

@@ -3328,6 +3328,9 @@ def _object_diffs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         o, n = (old or {}).get(key), (new or {}).get(key)
         if o == n or (not o and not n):
             continue
+        if key == "Templates":
+            out += _template_diffs(o or [], n or [])
+            continue
         if all(isinstance(v, list) and all(not isinstance(x, dict | list) for x in v) for v in (o or [], n or [])):
             # a set of strings (Datacenters, ...): one field per added or removed value (stringSetDiff)
             before, after = {_fmt(x) for x in o or []}, {_fmt(x) for x in n or []}
@@ -3342,6 +3345,21 @@ def _object_diffs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         else:
             fields = _field_diffs(_flatten(o, ""), _flatten(n, ""), contextual=False)
         out.append({"Type": _diff_type(o or None, n or None, True), "Name": key, "Fields": fields, "Objects": None})
+    return out
+
+
+def _template_diffs(old: list[Json], new: list[Json]) -> list[Json]:
+    """``structs.templateDiffs``: one "Template" object per changed template, matched by
+    ``DiffID`` (the destination), Edited with contextual fields (``DestPath`` unchanged)."""
+    out = []
+    olds = {t.get("DestPath"): t for t in old}
+    news = {t.get("DestPath"): t for t in new}
+    for dest in sorted(set(olds) | set(news), key=str):
+        o, n = olds.get(dest), news.get(dest)
+        if o == n:
+            continue
+        fields = _field_diffs(_primitives(o, set()), _primitives(n, set()), contextual=o is not None and n is not None)
+        out.append({"Type": _diff_type(o, n, True), "Name": "Template", "Fields": fields, "Objects": None})
     return out
 
 

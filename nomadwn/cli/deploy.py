@@ -33,7 +33,16 @@ if TYPE_CHECKING:
     from nomadwn.watch import Progress
 
 
-def _print_plan(planned: FlavourPlan) -> None:
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print the field-by-field diff of every changed job.")
+]
+
+
+def _print_plan(planned: FlavourPlan, *, verbose: bool = False) -> None:
+    """One job's plan in Nomad's own style: job, groups with counts, tasks; templates as line diffs.
+
+    A new job's summary fits on a screen; ``verbose`` adds every changed field.
+    """
     plan = planned.plan
     if not plan.changed:
         say(f"{planned.flavour} ({planned.job.ID}): no change")
@@ -41,8 +50,16 @@ def _print_plan(planned: FlavourPlan) -> None:
     updates = ", ".join(f"{k} {v}" for g in plan.desired_updates.values() for k, v in sorted(g.items()) if v)
     headline = f"{planned.flavour} ({planned.job.ID}): {plan.diff_type.lower()}"
     say(headline + (f" ({updates})" if updates else ""), style="yellow")
-    for line in plan.changes:
-        say(f"    {line}")
+    for line in plan.summary:
+        say(f"  {line}")
+    if verbose:
+        for line in plan.changes:
+            say(f"    {line}")
+    if plan.diff_type != "Added":  # a new job's templates are all new: the rendered jobspec shows them
+        for change in plan.templates:
+            say(f"    template {change.destination} (task {change.task}):")
+            for line in change.diff():
+                say(f"      {line}", style="green" if line.startswith("+") else "red" if line.startswith("-") else None)
     for problem in planned.placement_problems:
         say(f"    placement: {problem}", style="red")
     if plan.warnings:
@@ -50,7 +67,12 @@ def _print_plan(planned: FlavourPlan) -> None:
 
 
 def _plan(
-    site_file: Path, flavours: list[str] | None, address: str | None, namespace: str | None, region: str | None
+    site_file: Path,
+    flavours: list[str] | None,
+    address: str | None,
+    namespace: str | None,
+    region: str | None,
+    verbose: bool = False,
 ) -> None:
     from nomadwn.deploy import plan_site
     from nomadwn.sitefile import load_site
@@ -58,7 +80,7 @@ def _plan(
     site = load_site(site_file)
     plans = plan_site(site, nomad_client(address, namespace, region), flavours or [])
     for planned in plans:
-        _print_plan(planned)
+        _print_plan(planned, verbose=verbose)
     if any(p.plan.changed for p in plans):
         raise typer.Exit(1)
 
@@ -66,12 +88,18 @@ def _plan(
 def plan(
     site_file: SiteArg,
     flavours: FlavoursArg = None,
+    verbose: VerboseOpt = False,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Show what deploying would change (exit 0 no change, 1 changes, 255 error)."""
-    handled(_plan, error_code=255)(site_file, flavours, address, namespace, region)
+    """Show what deploying would change, as Nomad's plan does (exit 0 no change, 1 changes, 255 error).
+
+    Per job: the job, its groups with create/destroy/in-place/destructive counts, its
+    tasks; a changed template (the HTCondor config, start script) as a line diff of its
+    text. --verbose adds the field diff.
+    """
+    handled(_plan, error_code=255)(site_file, flavours, address, namespace, region, verbose)
 
 
 class _ProgressView:
