@@ -312,6 +312,12 @@ class NomadAPI(Protocol):
     def dispatched(self, parent_id: str) -> list[DispatchedJob]: ...
 
 
+class NomadAcl(Protocol):
+    """Nomad's ACL policy writes: only ``deploy --apply-policies`` needs them (a management token)."""
+
+    def apply_acl_policy(self, name: str, rules: str, *, description: str, namespace: str, job_id: str) -> None: ...
+
+
 # ---------------------------------------------------------------------------
 # Decoding Nomad's JSON into the value types
 

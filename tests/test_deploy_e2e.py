@@ -282,3 +282,22 @@ def test_plan_of_a_changed_template_shows_a_line_diff_and_verbose_the_fields(fak
     verbose = cli(fake, "plan", str(meta), "cntwn", "--verbose")
     assert "~ Meta[release]" in verbose.output or "+ Meta[release]" in verbose.output, verbose.output
     assert "Meta[release]" not in cli(fake, "plan", str(meta), "cntwn").output
+
+
+def test_deploy_autoscaler_prints_the_acl_step_and_applies_it_when_asked(fake: FakeNomad) -> None:
+    printed = cli(fake, "deploy", str(EXAMPLE), "autoscaler", "--detach")
+    assert printed.exit_code == 0, printed.output
+    assert (
+        "    nomad acl policy apply -namespace default -job glasgow-autoscaler "
+        '-description "nomadwn autoscaler of site glasgow" glasgow-autoscaler '
+        "jobspecs/glasgow/acl/autoscaler.nomad-policy.hcl"
+    ) in printed.output
+    assert "consul acl policy create -name glasgow-autoscaler-lock" in printed.output
+    assert fake.acl_policies == {}
+    fake.settle()
+    applied = cli(fake, "deploy", str(EXAMPLE), "autoscaler", "--detach", "--apply-policies")
+    assert applied.exit_code == 0, applied.output
+    assert "autoscaler: applied Nomad ACL policy glasgow-autoscaler to job glasgow-autoscaler" in applied.output
+    policy = fake.acl_policies["glasgow-autoscaler"]
+    assert policy["JobACL"] == {"Namespace": "default", "JobID": "glasgow-autoscaler"}
+    assert policy["Rules"] == (EXAMPLE.parent.parent / "jobspecs/glasgow/acl/autoscaler.nomad-policy.hcl").read_text()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from nomadwn.deploy import FlavourPlan
+    from nomadwn.model import Site
+    from nomadwn.nomad import NomadAcl
     from nomadwn.watch import Progress
 
 
@@ -151,6 +153,14 @@ def deploy(
             "worker must pass its checks (default: the flavour's update.min_healthy_time, else Nomad's 10s).",
         ),
     ] = None,
+    apply_policies: Annotated[
+        bool,
+        typer.Option(
+            "--apply-policies",
+            help="With the autoscaler: attach its Nomad ACL policy (jobspecs/<site>/acl/) to its job first "
+            "(needs a management token); without it the command to do so is printed.",
+        ),
+    ] = False,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
@@ -167,6 +177,7 @@ def deploy(
     from nomadwn.consul_health import ConsulClient
     from nomadwn.consul_settings import ConsulSettings
     from nomadwn.deploy import deploy_flavour, plan_site, rollout_of
+    from nomadwn.render import AUTOSCALER
     from nomadwn.sitefile import load_site
     from nomadwn.watch import Watcher
 
@@ -179,7 +190,14 @@ def deploy(
     consul = ConsulClient(ConsulSettings.from_env())
     watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, consul=consul)
     worst = 0
-    for planned in plan_site(site, nomad, flavours or []):
+    plans = plan_site(site, nomad, flavours or [])
+    if any(p.flavour == AUTOSCALER for p in plans):
+        from nomadwn.nomad import NomadSettings
+        from nomadwn.nomad_client import NomadClient
+
+        acl = NomadClient(NomadSettings.from_env(address=address, namespace=namespace, region=region))
+        _autoscaler_policies(site, acl, apply=apply_policies)
+    for planned in plans:
         _print_plan(planned)
         rollout = rollout_of(site, planned.flavour)
         if min_healthy_s is not None:
@@ -199,6 +217,30 @@ def deploy(
         worst = max(worst, verdict.exit_code)
     if worst:
         raise typer.Exit(worst)
+
+
+def _autoscaler_policies(site: Site, nomad: NomadAcl, *, apply: bool) -> None:
+    """Say (or, with ``apply``, do) the ACL step of the autoscaler: it runs on workload identity, no token."""
+    from nomadwn.render import acl_policies
+
+    for policy in acl_policies(site):
+        path = Path("jobspecs") / site.name / "acl" / policy.file_name
+        if policy.system == "nomad" and apply:
+            a = site.autoscaler
+            nomad.apply_acl_policy(
+                policy.name,
+                policy.rules,
+                description=f"nomadwn autoscaler of site {site.name}",
+                namespace=a.placement.namespace if a is not None else "default",
+                job_id=site.autoscaler_job_id,
+            )
+            say(f"autoscaler: applied Nomad ACL policy {policy.name} to job {site.autoscaler_job_id}")
+        elif policy.system == "nomad":
+            say("autoscaler: its Nomad ACL policy must be attached to its job (or pass --apply-policies):")
+            say(f"    {policy.install_command(site, path)}")
+        else:
+            say("autoscaler: its Consul token comes from Nomad's workload login; the Consul role needs:")
+            say(f"    {policy.install_command(site, path)}")
 
 
 def _job_id(site_file: Path, flavour: str) -> str:
