@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass
 
 from nomadwn.model import LOG_LINE_BYTES, Flavour, Site, shutdown_graceful_timeout
+from nomadwn.quoting import string_literal, template_text
 from nomadwn.units import duration_seconds
 
 CONDOR_CONFIG_NAME = "99-nomadwn.conf"
@@ -39,15 +40,6 @@ class TemplateFile:
     perms: str = "0644"
     change_mode: str = "restart"
     mount_at: str | None = None
-
-
-def literal(text: str) -> str:
-    """Make ``text`` literal for consul-template, which would run ``{{ ... }}`` as code."""
-    return text.replace("{{", '{{ "{{" }}')
-
-
-def _classad_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def condor_config(site: Site, name: str) -> str:
@@ -95,15 +87,15 @@ def condor_config(site: Site, name: str) -> str:
     knob("StartJobs", "True")
     start = f"($(StartJobs)) && ({c.start})"
     if c.accounting_group:
-        start += f" && (TARGET.AcctGroup =?= {_classad_string(c.accounting_group)})"
+        start += f" && (TARGET.AcctGroup =?= {string_literal(c.accounting_group)})"
     knob("START", start)
     if c.grid_env:
         knob("USER_JOB_WRAPPER", "/local/nomadwn/job-wrapper.sh")
     section("identity: match HTCondor slots to Nomad allocations")
     knob("NomadAllocId", '"$ENV(NOMAD_ALLOC_ID)"')
     knob("NomadJobId", '"$ENV(NOMAD_JOB_ID)"')
-    knob("NomadwnSite", _classad_string(site.name))
-    knob("NomadwnFlavour", _classad_string(name))
+    knob("NomadwnSite", string_literal(site.name))
+    knob("NomadwnFlavour", string_literal(name))
     knob("STARTD_ATTRS", "$(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour")
     section("lifespan and shutdown")
     life = f.lifespan
@@ -343,15 +335,11 @@ def pool_secret(site: Site, name: str) -> str:
     # A pool password file is binary, so the variable holds it base64-encoded.
     decode = " | base64Decode" if auth.method == "password" else ""
     if auth.source == "vault":
-        opener, field = f"secret {_go_string(auth.path or '')}", f".Data.data.{auth.key}"
+        opener, field = f"secret {string_literal(auth.path or '')}", f".Data.data.{auth.key}"
     else:
         path = auth.path or f"nomad/jobs/{site.job_id(name)}"
-        opener, field = f"nomadVar {_go_string(path)}", f".{auth.key}"
+        opener, field = f"nomadVar {string_literal(path)}", f".{auth.key}"
     return f"{{{{ with {opener} }}}}{{{{ {field}{decode} }}}}{{{{ end }}}}\n"
-
-
-def _go_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def template_files(site: Site, name: str) -> list[TemplateFile]:
@@ -360,24 +348,26 @@ def template_files(site: Site, name: str) -> list[TemplateFile]:
     files = [
         TemplateFile(
             destination=f"local/nomadwn/{CONDOR_CONFIG_NAME}",
-            text=literal(condor_config(site, name)),
+            text=template_text(condor_config(site, name)),
             mount_at=f"{f.htcondor.config_dir.rstrip('/')}/{CONDOR_CONFIG_NAME}",
         ),
-        TemplateFile(destination="local/nomadwn/start.sh", text=literal(start_script(f)), perms="0755"),
+        TemplateFile(destination="local/nomadwn/start.sh", text=template_text(start_script(f)), perms="0755"),
     ]
     if f.logs.forward:
         files.append(
-            TemplateFile(destination=f"local/nomadwn/{LOG_FORWARDER}", text=literal(log_forwarder(f)), perms="0755")
+            TemplateFile(
+                destination=f"local/nomadwn/{LOG_FORWARDER}", text=template_text(log_forwarder(f)), perms="0755"
+            )
         )
     if f.htcondor.grid_env:
         files.append(
-            TemplateFile(destination="local/nomadwn/job-wrapper.sh", text=literal(job_wrapper(f)), perms="0755")
+            TemplateFile(destination="local/nomadwn/job-wrapper.sh", text=template_text(job_wrapper(f)), perms="0755")
         )
     if f.cvmfs.mode == "fuse":
         files.append(
             TemplateFile(
                 destination="local/nomadwn/cvmfs-default.local",
-                text=literal(cvmfs_config(f)),
+                text=template_text(cvmfs_config(f)),
                 mount_at="/etc/cvmfs/default.local",
             )
         )

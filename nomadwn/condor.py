@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 from nomadwn.errors import CondorError
 from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
+from nomadwn.quoting import string_literal
 
 T = TypeVar("T")
 
@@ -179,6 +180,7 @@ _WORKER_PROJECTION = [
     "NomadJobId",
     "NomadwnSite",
     "NomadwnFlavour",
+    "DaemonStartTime",
 ]
 _ERROR_TYPES: tuple[type[BaseException], ...] = (RuntimeError, ValueError, KeyError, TypeError)
 """Builtin exceptions the compiled bindings raise besides their own two (checked in htcondor2_impl)."""
@@ -211,11 +213,6 @@ def _default_bindings() -> Any:
 def binding_exceptions(bindings: Any) -> tuple[type[BaseException], ...]:
     """Every exception type :meth:`HTCondorSource._call` translates, for ``bindings``."""
     return (bindings.HTCondorException, bindings.ClassAdException, *_ERROR_TYPES)
-
-
-def _quote(value: str) -> str:
-    """A ClassAd string literal."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class HTCondorSource:
@@ -402,7 +399,7 @@ class HTCondorSource:
             f"reading the slots of site {site}",
             "query",
             self._b.AdType.Startd,
-            constraint=f"NomadwnSite == {_quote(site)}",
+            constraint=f"NomadwnSite == {string_literal(site)}",
             projection=list(_WORKER_PROJECTION),
         )
         taken_at = self._clock()
@@ -465,7 +462,7 @@ class HTCondorSource:
             f"locating startd {name}",
             "query",
             self._b.AdType.Startd,
-            constraint=f"splitSlotName(Name)[1] == {_quote(name)}",
+            constraint=f"splitSlotName(Name)[1] == {string_literal(name)}",
             projection=["Name", "MyAddress"],
         )
         if not ads:
@@ -538,7 +535,7 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
     A worker with static slots only sums them; its free resources are those of its
     unclaimed slots. ``claimed_slots`` counts claimed dynamic/static slots (or the
     claimed children the partitionable slot lists, if more). ``name`` is the
-    startd's name (the slot name after ``slotN@``).
+    startd's name (the slot name after ``slotN@``); ``started_at`` its ``DaemonStartTime``.
     """
     partitionable = [s for s in slots if s.get("PartitionableSlot") is True or s.get("SlotType") == "Partitionable"]
     dynamic = [s for s in slots if s.get("DynamicSlot") is True or s.get("SlotType") == "Dynamic"]
@@ -593,4 +590,5 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
         drain_reason=str(next((h["DrainReason"] for h in heads if isinstance(h.get("DrainReason"), str)), ""))
         if draining
         else "",
+        started_at=float(first["DaemonStartTime"]) if _int(first.get("DaemonStartTime")) > 0 else None,
     )

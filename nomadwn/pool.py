@@ -118,6 +118,7 @@ class Worker:
     ``DrainReason`` while it drains: who asked, and why). From Nomad: ``index`` (the allocation's
     name index, -1 when unknown or a dispatched batch worker) and ``since`` (when the
     autoscaler first saw it *starting*, for the start deadline; None otherwise).
+    ``started_at``: when its startd started (``DaemonStartTime``), for its age.
     A starting worker's totals and free resources are the flavour's worker size.
     """
 
@@ -137,6 +138,7 @@ class Worker:
     healthy: bool | None = None
     drain_reason: str = ""
     since: float | None = None
+    started_at: float | None = None
 
     @property
     def free(self) -> Capacity:

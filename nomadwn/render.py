@@ -20,30 +20,35 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal
 
 from nomadwn import hcl
 from nomadwn import nomad_api as api
 from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
+from nomadwn.formats import Format
 from nomadwn.model import (
+    METRICS_TAG,
     Constraint,
     Flavour,
     Site,
     Spread,
     count,
     dispatched,
+    metrics_service_name,
     port_labels,
     service_meta,
     static_port,
     system_deployments,
 )
+from nomadwn.quoting import string_literal
 from nomadwn.resources import shipped_dir
 from nomadwn.units import duration_ns, duration_text, format_duration
 
-Format = Literal["hcl", "json", "both"]
+if TYPE_CHECKING:
+    import jinja2
+
+
 GROUP = "worker"
 TASK = "condor"
 AUTOSCALER = "autoscaler"
@@ -152,6 +157,21 @@ def _service(f: Flavour) -> api.Service:
     )
 
 
+def _metrics_service(site: Site, name: str) -> api.Service | None:
+    """The worker's metrics port as a Consul service of its own, found by Prometheus by tag."""
+    f = site.flavours[name]
+    if f.service.prometheus is None:
+        return None
+    return api.Service(
+        Name=metrics_service_name(f),
+        PortLabel="metrics",
+        Provider="consul",
+        Tags=[METRICS_TAG, site.name, name],
+        Meta={"metrics_path": f.service.prometheus.path, "nomadwn_flavour": name, "nomadwn_site": site.name},
+        Checks=[],
+    )
+
+
 def _docker_config(f: Flavour, mounts: list[dict[str, Any]]) -> dict[str, Any]:
     config: dict[str, Any] = {
         "image": f.image.reference,
@@ -202,7 +222,7 @@ def build_job(site: Site, name: str) -> api.Job:
         Driver="docker",
         Config=_docker_config(f, mounts),
         Env=dict(sorted(f.env.items())) or None,
-        Services=[_service(f)],
+        Services=[s for s in (_service(f), _metrics_service(site, name)) if s is not None],
         Templates=[
             api.Template(EmbeddedTmpl=t.text, DestPath=t.destination, ChangeMode=t.change_mode, Perms=t.perms)
             for t in files
@@ -268,10 +288,6 @@ def build_job(site: Site, name: str) -> api.Job:
     )
 
 
-def _go_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def build_autoscaler_job(site: Site) -> api.Job:
     """The Nomad service job of the site's autoscaler (``nomadwn autoscale``), HA with a Consul lock.
 
@@ -285,7 +301,7 @@ def build_autoscaler_job(site: Site) -> api.Job:
     if a is None:
         raise RenderError(f"site {site.name} has no autoscaler block")
     job_id = site.autoscaler_job_id
-    var = _go_string(a.variable_path or f"nomad/jobs/{job_id}")
+    var = string_literal(a.variable_path or f"nomad/jobs/{job_id}")
     collectors = sorted({c for name in site.autoscaled() for c in site.flavours[name].htcondor.collector})
     env = {
         "NOMAD_ADDR": a.nomad_addr,
@@ -311,8 +327,8 @@ def build_autoscaler_job(site: Site) -> api.Job:
                 Name="nomadwn-autoscaler",
                 PortLabel="metrics",
                 Provider="consul",
-                Tags=[site.name, AUTOSCALER],
-                Meta={"prometheus_path": "/metrics", "prometheus_port_label": "metrics", "prometheus_scrape": "true"},
+                Tags=[METRICS_TAG, site.name, AUTOSCALER],
+                Meta={"metrics_path": "/metrics", "nomadwn_site": site.name},
                 Checks=[
                     api.ServiceCheck(
                         Name="autoscaler alive",
@@ -486,6 +502,9 @@ def privileges(flavour: Flavour) -> list[str]:
 @functools.cache
 def _environment() -> jinja2.Environment:
     # Built once per process: compiling the template dominates the cost of a render.
+    # Imported here, not at the top, so that `validate` (which needs privileges()) does not pay for Jinja2.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(shipped_dir("templates")),
         undefined=jinja2.StrictUndefined,
@@ -514,6 +533,8 @@ def render_hcl(site: Site, name: str, job: api.Job | None = None) -> str:
     else:
         job = job or build_job(site, name)
         title, privs = f"Worker flavour {name} of site {site.name}", privileges(site.flavours[name])
+    import jinja2
+
     try:
         template = _environment().get_template("job.nomad.hcl.j2")
         return template.render(job=job, title=title, privileges=privs)
@@ -550,7 +571,10 @@ def render_site(site: Site) -> list[RenderedJob]:
 
 
 def jobspec_files(site: Site, out_dir: Path, fmt: Format = "both") -> dict[Path, str]:
-    """The files ``render`` writes: ``<out_dir>/<site>/<flavour>.nomad.hcl`` and ``.json``."""
+    """The files ``render`` writes: ``<out_dir>/<site>/<flavour>.nomad.hcl`` and ``.json``, and
+    ``<out_dir>/<site>/monitoring/`` (:mod:`nomadwn.monitoring`)."""
+    from nomadwn.monitoring import monitoring_files
+
     files: dict[Path, str] = {}
     for rendered in render_site(site):
         base = out_dir / site.name / rendered.flavour
@@ -560,6 +584,7 @@ def jobspec_files(site: Site, out_dir: Path, fmt: Format = "both") -> dict[Path,
             files[base.with_name(f"{rendered.flavour}.json")] = rendered.json
     for policy in acl_policies(site):
         files[out_dir / site.name / "acl" / policy.file_name] = policy.rules
+    files.update(monitoring_files(site, out_dir))
     return files
 
 

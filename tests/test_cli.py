@@ -109,13 +109,18 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
         "elastic.nomad.hcl",
         "ephemeral.json",
         "ephemeral.nomad.hcl",
+        "monitoring",
     ]
-    assert first.output.count("wrote") == 12
+    assert sorted(p.name for p in (out / "glasgow" / "monitoring").iterdir()) == [
+        "grafana-dashboard.json",
+        "prometheus.yml",
+    ]
+    assert first.output.count("wrote") == 14
     second = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--json"])
     assert json.loads(second.output)["written"] == []
     check = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--check"])
     assert check.exit_code == 0
-    assert "12 jobspec file(s) are fresh" in check.output
+    assert "14 jobspec file(s) are fresh" in check.output
 
 
 def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
@@ -161,3 +166,13 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["site"] == "glasgow"
+
+
+def test_status_with_nomad_unreachable_says_so_and_exits_1() -> None:
+    env = {"NOMAD_ADDR": "http://127.0.0.1:1", "NOMAD_TOKEN": "", "NOMAD_NAMESPACE": "", "NOMAD_REGION": ""}
+    result = runner.invoke(app, ["status", str(EXAMPLE), "--no-consul", "--no-condor"], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Nomad UNREACHABLE" in result.output
+    assert "reading job glasgow-cntwn at http://127.0.0.1:1: cannot connect" in " ".join(result.output.split())
+    assert max(len(line) for line in result.output.splitlines()) <= 80

@@ -130,6 +130,7 @@ def _joined(seen: Worker, index: int, flavour: str) -> Worker:
         claimed_slots=seen.claimed_slots,
         healthy=seen.healthy,
         drain_reason=seen.drain_reason,
+        started_at=seen.started_at,
     )
 
 
