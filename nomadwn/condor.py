@@ -175,6 +175,7 @@ _WORKER_PROJECTION = [
     "Draining",
     "StartJobs",
     "DrainReason",
+    "JobStart",
     "NomadwnHealthy",
     "NomadAllocId",
     "NomadJobId",
@@ -547,6 +548,9 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
     claimed_slots = sum(1 for s in (*dynamic, *static) if s.get("State") == "Claimed")
     children = sum(_states(p.get("ChildState")).count("Claimed") for p in partitionable)
     claimed_slots = max(claimed_slots, children)
+    starts = [
+        float(s["JobStart"]) for s in (*dynamic, *static) if s.get("State") == "Claimed" and _int(s.get("JobStart")) > 0
+    ]
     heads = partitionable or static
     draining = any(
         h.get("Draining") is True or h.get("State") == "Drained" or h.get("StartJobs") is False for h in heads
@@ -591,4 +595,5 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
         if draining
         else "",
         started_at=float(first["DaemonStartTime"]) if _int(first.get("DaemonStartTime")) > 0 else None,
+        oldest_job_start=min(starts) if starts else None,
     )

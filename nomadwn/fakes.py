@@ -306,7 +306,8 @@ class MemoryCondor:
     ``no_schedds`` answers as a collector that lists no schedd (a blind observation).
     Every idle job meets every flavour requirement except those in ``unmatched``.
     Every worker has its flavour's ``sizes`` (default 8 cores, 16 GiB); allocations in
-    ``hidden`` have not reached the collector; a claimed one has nothing free unless
+    ``hidden`` have not reached the collector; a claimed one runs a payload that
+    started a minute ago (or at ``job_starts``) and has nothing free unless
     ``free`` (alloc ID -> (cores, MiB)) says otherwise. :meth:`drain` marks workers
     ``drained`` (state draining) and :meth:`cancel_drain` clears them, as HTCondor's
     graceful drain does: neither touches a claim. Calls are recorded in ``drain_calls``.
@@ -327,6 +328,7 @@ class MemoryCondor:
     no_schedds: bool = False
     free: dict[str, tuple[int, int]] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # flavour -> (cores, MiB)
+    job_starts: dict[str, float] = field(default_factory=dict)  # alloc ID -> its oldest payload's start
     hidden: set[str] = field(default_factory=set)  # allocation IDs not (yet) in the collector
     drained: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
@@ -409,6 +411,7 @@ class MemoryCondor:
             memory_free_mb=memory,
             claimed_slots=claimed,
             drain_reason=self.reasons.get(alloc_id, "") if alloc_id in self.drained else "",
+            oldest_job_start=self.job_starts.get(alloc_id, self.clock() - 60) if claimed else None,
         )
 
 

@@ -115,7 +115,9 @@ class Worker:
     the partitionable slot has left, or the unclaimed static slots), ``claimed_slots``
     and ``healthy`` (the worker's advertised ``NomadwnHealthy``; None when it does not
     advertise one, which counts as healthy), ``drain_reason`` (the startd's
-    ``DrainReason`` while it drains: who asked, and why). From Nomad: ``index`` (the allocation's
+    ``DrainReason`` while it drains: who asked, and why), ``oldest_job_start`` (the
+    earliest ``JobStart`` of its claimed slots: a graceful drain evicts a payload
+    ``MaxJobRetirementTime`` after its start). From Nomad: ``index`` (the allocation's
     name index, -1 when unknown or a dispatched batch worker) and ``since`` (when the
     autoscaler first saw it *starting*, for the start deadline; None otherwise).
     ``started_at``: when its startd started (``DaemonStartTime``), for its age.
@@ -137,6 +139,7 @@ class Worker:
     claimed_slots: int = 0
     healthy: bool | None = None
     drain_reason: str = ""
+    oldest_job_start: float | None = None
     since: float | None = None
     started_at: float | None = None
 

@@ -30,6 +30,14 @@ def site() -> Site:
     return load_site(EXAMPLE)
 
 
+def with_retirement(site: Site, retirement: str = "24h") -> Site:
+    """The site with a ``lifespan.retirement`` on elastic: its payloads may be drained."""
+    elastic = site.flavours["elastic"]
+    life = elastic.lifespan.model_copy(update={"retirement": timedelta(hours=24) if retirement == "24h" else None})
+    flavours = {**site.flavours, "elastic": elastic.model_copy(update={"lifespan": life})}
+    return site.model_copy(update={"flavours": flavours})
+
+
 class World:
     """The example site's autoscaled flavours on fakes: elastic with 4 workers, no burst workers."""
 
@@ -118,7 +126,7 @@ def test_cooldown_after_scaling_up_holds_the_next_evaluation(site: Site) -> None
 
 
 def test_scale_in_removes_only_the_unclaimed_workers_at_the_top(site: Site) -> None:
-    w = World(site)
+    w = World(with_retirement(site))
     w.claim(0, 2)  # indexes 1 and 3 unclaimed: only index 3 sits at the top
     step = w.scaler.step()
     # Two idle workers are surplus: index 3 goes now, index 2 (claimed) is drained to follow.
@@ -128,7 +136,7 @@ def test_scale_in_removes_only_the_unclaimed_workers_at_the_top(site: Site) -> N
 
 
 def test_a_claimed_worker_at_the_top_is_drained_then_removed_once_empty(site: Site) -> None:
-    w = World(site)
+    w = World(with_retirement(site))
     w.claim(3)
     top = w.ids()[3]
     step = w.scaler.step()
@@ -146,8 +154,30 @@ def test_a_claimed_worker_at_the_top_is_drained_then_removed_once_empty(site: Si
     assert top not in w.ids()
 
 
+def test_without_retirement_a_claimed_worker_is_never_drained(site: Site) -> None:
+    w = World(site)  # the example's elastic has no lifespan.retirement: a drain would evict at once
+    w.claim(3)
+    step = w.scaler.step()
+    assert w.condor.drain_calls == [] and w.scales() == []
+    assert "without lifespan.retirement a drain evicts their payloads" in step.flavours[0].reason
+
+
+def test_our_drain_is_cancelled_before_htcondor_would_evict_the_payload(site: Site) -> None:
+    w = World(with_retirement(site))
+    w.claim(3)
+    top = w.ids()[3]
+    w.condor.job_starts[top] = NOW - 3600
+    w.scaler.step()
+    assert w.condor.drain_calls == [("drain", (f"w-{top}",))]
+    w.clock.advance(86400 - 3600 - 120)  # the payload is 2 minutes from its 24h retirement
+    w.condor.no_schedds = True  # even on a blind observation
+    step = w.scaler.step()
+    assert w.condor.drain_calls[-1] == ("cancel_drain", (f"w-{top}",))
+    assert "drain(s) cancelled before a payload's retirement" in step.flavours[0].reason
+
+
 def test_demand_back_cancels_our_drain_instead_of_starting_a_worker(site: Site) -> None:
-    w = World(site, workers=1)
+    w = World(with_retirement(site), workers=1)
     w.claim(0)
     w.condor.free[w.ids()[0]] = (0, 0)
     w.condor.drained.add(w.ids()[0])

@@ -9,13 +9,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
+from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide, drain_safe
 from nomadwn.pool import WORKER_STATES, Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.sitefile import parse_site
 from tests.conftest import EXAMPLE
 
 NOW = 10_000.0
 POLICY = Policy(
+    retirement=86400.0,
     min=0,
     max=40,
     worker_cores=8,
@@ -44,6 +45,7 @@ def worker(i: int, state: WorkerState, free: tuple[int, int] | None = None) -> W
         memory_total_mb=16384,
         memory_free_mb=memory,
         claimed_slots=1 if state in ("claimed", "draining") and cores < 8 else 0,
+        oldest_job_start=NOW - 3600 if state in ("claimed", "draining") and cores < 8 else None,
     )
 
 
@@ -225,8 +227,8 @@ def test_decisions_are_always_safe(obs: Observation, policy: Policy, history: Hi
     if d.drain:
         assert not blind, "an unknown, partial or stale observation must never drain"
         assert policy.can_scale_in and len(d.drain) <= policy.max_scale_down
-        claimed = {w.name for w in obs.supply.workers if w.state == "claimed"}
-        assert set(d.drain) <= claimed, "only claimed workers are drained (idle ones are removed)"
+        claimed = {w.name for w in obs.supply.workers if w.state == "claimed" and drain_safe(w, policy, NOW)}
+        assert set(d.drain) <= claimed, "only claimed workers whose payloads are far from retirement are drained"
     if d.direction == "down":
         assert not blind, "an unknown, partial or stale observation must never scale in"
         assert policy.can_scale_in, "batch flavours shrink only by expiring"
@@ -284,3 +286,28 @@ def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int) -> None:
             assert asked.current <= d.count <= asked.count  # only ever trimmed, never lowered
         else:
             assert d == asked  # holds and scale-ins pass through untouched
+
+
+def _busy(i: int, started: float | None, *, ours: bool = False) -> Worker:
+    w = worker(i, "draining" if ours else "claimed")
+    return replace(w, oldest_job_start=started, drain_reason="nomadwn autoscale: scale-in" if ours else "")
+
+
+def test_no_drain_where_a_payload_is_near_its_retirement() -> None:
+    # Index 2 is claimed by a payload that started 23h50m ago: a graceful drain would evict
+    # it at 24h (retirement counts from the job's start). Index 1's payload is an hour old.
+    workers = (worker(0, "unclaimed"), _busy(1, NOW - 3600), _busy(2, NOW - 85800))
+    sup = Supply(workers, NOW, 3)
+    d = decide(Observation(demand(), sup), POLICY, History(), NOW)
+    assert d.drain == () and "not draining 1 claimed worker(s) whose payloads are near their retirement" in d.reason
+    unknown = Supply((worker(0, "unclaimed"), _busy(1, None)), NOW, 2)
+    assert decide(Observation(demand(), unknown), POLICY, History(), NOW).drain == ()  # start unknown: no drain
+
+
+@pytest.mark.parametrize("blind", [False, True], ids=["seen", "blind"])
+def test_our_drain_ends_before_a_payload_reaches_its_retirement(blind: bool) -> None:
+    sup = Supply((worker(0, "unclaimed"), _busy(1, NOW - 86000, ours=True), _busy(2, NOW - 60, ours=True)), NOW, 3)
+    dem = Demand((), NOW, ()) if blind else demand()
+    d = decide(Observation(dem, sup), POLICY, History(NOW - 1, "down"), NOW)
+    assert d.cancel_drain == ("w1",), d  # even blind and cooling down; w2's payload has 24h left
+    assert d.direction != "down"

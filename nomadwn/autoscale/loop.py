@@ -131,6 +131,7 @@ def _joined(seen: Worker, index: int, flavour: str) -> Worker:
         healthy=seen.healthy,
         drain_reason=seen.drain_reason,
         started_at=seen.started_at,
+        oldest_job_start=seen.oldest_job_start,
     )
 
 

@@ -11,7 +11,13 @@ from nomadwn.units import duration_seconds
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Everything :func:`decide` needs to know about a flavour, in plain numbers."""
+    """Everything :func:`decide` needs to know about a flavour, in plain numbers.
+
+    ``retirement`` is the flavour's ``lifespan.retirement`` in seconds (its workers'
+    ``MAXJOBRETIREMENTTIME``): a graceful drain evicts a payload that long after its
+    start, so a drain must end ``drain_margin`` seconds before that. ``schedds`` and
+    ``min_schedds``: what an observation must hear from not to be blind.
+    """
 
     min: int
     max: int
@@ -28,6 +34,8 @@ class Policy:
     priority: int = 0
     schedds: tuple[str, ...] = ()
     min_schedds: int = 1
+    retirement: float = 0.0
+    drain_margin: float = 600.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.min <= self.max:
@@ -73,6 +81,9 @@ class Policy:
             scale_from_zero=auto.scale_from_zero,
             can_scale_in=flavour.kind != "batch",
             priority=auto.priority,
+            retirement=duration_seconds(flavour.lifespan.retirement) if flavour.lifespan.retirement else 0.0,
+            # Two evaluations and a minute: time to see a payload near its retirement and cancel the drain.
+            drain_margin=2 * duration_seconds(auto.evaluation_interval) + 60,
             schedds=tuple(expected) if isinstance(expected, list) else (),
             min_schedds=len(expected) if isinstance(expected, list) else expected,
         )

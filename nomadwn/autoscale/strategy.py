@@ -18,7 +18,10 @@ One evaluation, in the order nomad-autoscaler uses::
         |     the top `surplus` workers by allocation index (Nomad stops those first):
         |       the unbroken run of removable ones at the top (unclaimed and unused, or
         |       draining and empty) goes now: down by that many, at most max_scale_down
-        |       claimed ones among them are drained (no new job; running ones finish)
+        |       claimed ones among them are drained (no new job; running ones finish),
+        |       unless a payload would reach its retirement within drain_margin
+        |   and always, blind or not: a drain we started is cancelled before its oldest
+        |   payload reaches its retirement (HTCondor would evict it then)
         |   never for batch flavours (they expire by their lifespan)
         v
     clamp to [min, max] -> cooldown since the last action? hold (cancelling drains is
@@ -40,7 +43,17 @@ from nomadwn.autoscale.accounting import FlavourView, Share, account
 from nomadwn.autoscale.policy import Policy
 from nomadwn.pool import Demand, Observation, Supply, Worker
 
-__all__ = ["DRAIN_REASON", "Decision", "Direction", "History", "Policy", "apply_quota", "blindness", "decide"]
+__all__ = [
+    "DRAIN_REASON",
+    "Decision",
+    "Direction",
+    "History",
+    "Policy",
+    "apply_quota",
+    "blindness",
+    "decide",
+    "drain_safe",
+]
 
 Direction = Literal["up", "down", "none"]
 
@@ -111,6 +124,26 @@ def ours(worker: Worker) -> bool:
     return worker.state == "draining" and worker.drain_reason.startswith(DRAIN_REASON)
 
 
+def drain_safe(worker: Worker, policy: Policy, now: float) -> bool:
+    """Whether a graceful drain of ``worker`` evicts no payload for the next ``drain_margin`` seconds.
+
+    HTCondor's graceful drain lets each running job finish within its
+    ``MaxJobRetirementTime`` counted from the job's start, then evicts it. A worker
+    whose oldest payload is that close to its retirement, or whose payloads' starts
+    are unknown, is not drained (a payload may run longer than its retirement; an
+    undrained worker never evicts it).
+    """
+    if worker.claimed_slots == 0:
+        return True
+    start = worker.oldest_job_start
+    return start is not None and start + policy.retirement > now + policy.drain_margin
+
+
+def _expiring(supply: Supply, policy: Policy, now: float) -> tuple[str, ...]:
+    """Our drains that must end now, before HTCondor evicts a payload at its retirement."""
+    return tuple(w.name for w in supply.workers if ours(w) and w.name and not drain_safe(w, policy, now))
+
+
 def decide(
     observation: Observation, policy: Policy, history: History, now: float, share: Share | None = None
 ) -> Decision:
@@ -123,11 +156,17 @@ def decide(
     if supply is None:
         return Decision(0, 0, "holding: the flavour's workers could not be observed (fail static)")
     current = supply.count
+    # Payload safety first, whatever the observation of demand: a drain we started ends
+    # before it would evict a payload at its retirement (cancelling kills nothing).
+    expiring = _expiring(supply, policy, now)
     problem = blindness(demand, supply, policy, now)
+    if problem is not None and expiring:
+        problem += f"; {len(expiring)} drain(s) cancelled before a payload's retirement"
     if problem is not None:
         if current < policy.min:
-            return Decision(current, policy.min, f"raising to min {policy.min}; {problem}, so nothing else changes")
-        return Decision(current, current, f"holding at {current}: {problem} (fail static)")
+            why = f"raising to min {policy.min}; {problem}, so nothing else changes"
+            return Decision(current, policy.min, why, cancel_drain=expiring)
+        return Decision(current, current, f"holding at {current}: {problem} (fail static)", cancel_drain=expiring)
     assert demand is not None
     if share is None:
         share = account(demand, {"": FlavourView(policy, None, supply)}).shares[""]
@@ -137,15 +176,18 @@ def decide(
         f"{demand.jobs} idle job(s), {share.jobs} for this flavour ({share.absorbed} fit free capacity), "
         f"{shortfall} new worker(s) needed"
     )
-    cancel: tuple[str, ...] = ()
+    cancel: tuple[str, ...] = expiring
     drain: tuple[str, ...] = ()
+    if expiring:
+        seen += f", {len(expiring)} drain(s) cancelled before a payload's retirement"
     if shortfall > 0:
         # Demand is back: keep workers we were draining (emptiest first) instead of starting new ones.
-        kept = sorted((w for w in supply.workers if ours(w) and w.name), key=lambda w: -w.cpus_free)[:shortfall]
-        cancel = tuple(w.name for w in kept)
+        others = (w for w in supply.workers if ours(w) and w.name and w.name not in expiring)
+        kept = sorted(others, key=lambda w: -w.cpus_free)[: max(0, shortfall - len(expiring))]
+        cancel += tuple(w.name for w in kept)
         shortfall -= len(cancel)
-        if cancel:
-            seen += f", {len(cancel)} kept by cancelling their drain"
+        if kept:
+            seen += f", {len(kept)} kept by cancelling their drain"
 
     if shortfall > 0 and (current > 0 or policy.scale_from_zero):
         step = min(math.ceil(shortfall / policy.ramp), policy.max_scale_up)
@@ -156,7 +198,7 @@ def decide(
         target = _clamp(current, policy)
         reason = f"{seen}: holding at {current}, scale_from_zero is off"
     elif not cancel and policy.can_scale_in and current > policy.min:
-        target, drain, reason = _scale_in(supply, share, policy, seen)
+        target, drain, reason = _scale_in(supply, share, policy, seen, now)
     else:
         target = current
         reason = f"{seen}: holding at {current}"
@@ -172,7 +214,7 @@ def decide(
     return Decision(current, target, reason, drain=drain, cancel_drain=cancel)
 
 
-def _scale_in(supply: Supply, share: Share, policy: Policy, seen: str) -> tuple[int, tuple[str, ...], str]:
+def _scale_in(supply: Supply, share: Share, policy: Policy, seen: str, now: float) -> tuple[int, tuple[str, ...], str]:
     """Down through the removable top of the allocation index; drain the claimed workers in the way."""
     current = supply.count
     used = share.used
@@ -188,12 +230,20 @@ def _scale_in(supply: Supply, share: Share, policy: Policy, seen: str) -> tuple[
             break
         run += 1
     removing = min(run, policy.max_scale_down)
-    drain = tuple(w.name for w in top if w.state == "claimed" and w.name)[: policy.max_scale_down]
+    claimed = [w for w in top if w.state == "claimed" and w.name]
+    drain = tuple(w.name for w in claimed if drain_safe(w, policy, now))[: policy.max_scale_down]
+    unsafe = len(claimed) - len([w for w in claimed if drain_safe(w, policy, now)])
     parts = []
     if removing:
         parts.append(f"down by {removing} idle worker(s) at the top of the allocation index")
     if drain:
         parts.append(f"draining {len(drain)} claimed worker(s) at the top (no new jobs; running ones finish)")
+    if unsafe and policy.retirement <= 0:
+        parts.append(
+            f"not draining {unsafe} claimed worker(s): without lifespan.retirement a drain evicts their payloads"
+        )
+    elif unsafe:
+        parts.append(f"not draining {unsafe} claimed worker(s) whose payloads are near their retirement")
     if not parts:
         waiting = sum(1 for w in top if w.state == "draining")
         parts.append(

@@ -20,7 +20,7 @@ Nomad operations the autoscaler never calls (plan, register, deployments, ...) r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nomadwn.errors import NomadError
@@ -54,6 +54,7 @@ class SimCondor:
         self.site = site
         self.flavours = {f.job_id: f.name for f in flavours.values()}
         self._matches: dict[tuple[str, Shape], bool] = {}
+        self._reasons: dict[str, str] = {}
 
     def check_expression(self, expression: str) -> str | None:
         """Why ``expression`` is not a ClassAd expression (None: it is), by HTCondor's parser."""
@@ -75,21 +76,20 @@ class SimCondor:
             found = self._matches[key] = classad2.ExprTree(requirements).eval(ad) is True
         return found
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
-        """Idle jobs by shape, as one schedd's GroupBy query would count them."""
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: Collection[str] = ()) -> Demand:
+        """Idle jobs by shape, as one schedd's GroupBy query counts them, tagged with the requirements they meet."""
         w = self.world
         submit = w.trace.submit
         shapes = []
         for shape, queue in w.idle.items():
             if not queue:
                 continue
-            if requirements is not None and not self._matches_shape(requirements, shape):
-                continue
             count = len(queue)
             if negotiated_only:
                 count = sum(1 for job in queue if submit[job] < w.last_cycle)
             if count:
-                shapes.append(JobShape(cpus=shape[0], memory_mb=shape[1], count=count))
+                matches = frozenset(r for r in requirements if self._matches_shape(r, shape))
+                shapes.append(JobShape(cpus=shape[0], memory_mb=shape[1], count=count, matches=matches))
         return Demand(shapes=tuple(shapes), taken_at=w.now, schedds=(SCHEDD,))
 
     def workers(self, site: str) -> Supply:
@@ -105,6 +105,7 @@ class SimCondor:
                 state: WorkerState = "claimed" if claimed else "unclaimed"
                 if phase != READY or sw.drained:
                     state = "draining"
+                reason = self._reasons.get(sw.name, "") if sw.drained else ""
                 out.append(
                     Worker(
                         alloc_id=sw.id,
@@ -120,8 +121,14 @@ class SimCondor:
                         memory_total_mb=f.memory_mb,
                         memory_free_mb=sw.free_mem,
                         claimed_slots=claimed,
+                        drain_reason=reason,
+                        # A graceful drain evicts a payload its retirement after its start.
+                        oldest_job_start=min(start for start, _ in sw.payloads.values()) if claimed else None,
                     )
                 )
+        if len(self._reasons) > len(out):  # forget the drains of startds that are gone
+            names = {w.name for w in out}
+            self._reasons = {n: r for n, r in self._reasons.items() if n in names}
         return Supply(workers=tuple(out), taken_at=self.world.now, count=len(out))
 
     def _startds(self, workers: Sequence[Worker | str]) -> tuple[list[str], dict[str, str]]:
@@ -139,6 +146,7 @@ class SimCondor:
         found, failed = self._startds(workers)
         for name in found:
             self.world.drain(name, on=True)
+            self._reasons[name] = reason  # the startd's DrainReason
         return DrainResult(done=tuple(found), failed=failed, request_ids={n: f"drain-{n}" for n in found})
 
     def cancel_drain(self, workers: Sequence[Worker | str]) -> DrainResult:
@@ -146,6 +154,7 @@ class SimCondor:
         found, failed = self._startds(workers)
         for name in found:
             self.world.drain(name, on=False)
+            self._reasons.pop(name, None)
         return DrainResult(done=tuple(found), failed=failed)
 
 
