@@ -31,7 +31,9 @@ def test_pip_install_then_render_matches_committed_jobspecs(tmp_path: Path) -> N
         [nomadwn, "render", str(site), "--out", "jobspecs"], cwd=work, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    for committed in sorted((ROOT / "jobspecs" / "glasgow").iterdir()):
-        assert (work / "jobspecs" / "glasgow" / committed.name).read_text() == committed.read_text(), committed.name
+    committed_dir = ROOT / "jobspecs" / "glasgow"
+    for committed in sorted(p for p in committed_dir.rglob("*") if p.is_file()):  # jobs, acl/, monitoring/
+        name = committed.relative_to(committed_dir)
+        assert (work / "jobspecs" / "glasgow" / name).read_text() == committed.read_text(), name
     check = subprocess.run([nomadwn, "render", str(site), "--check"], cwd=work, capture_output=True, check=False)
     assert check.returncode == 0
