@@ -115,29 +115,49 @@ def deploy(
     auto_promote: Annotated[
         bool, typer.Option("--auto-promote", help="Promote canaries once they are healthy.")
     ] = False,
-    min_running: Annotated[
-        str, typer.Option("--min-running", help="System/batch jobs: how long workers must keep running to be healthy.")
-    ] = "10s",
+    min_healthy_time: Annotated[
+        str | None,
+        typer.Option(
+            "--min-healthy-time",
+            help="Where nomadwn judges health itself (batch jobs; system jobs up to Nomad 1.10): how long each "
+            "worker must pass its checks (default: the flavour's update.min_healthy_time, else Nomad's 10s).",
+        ),
+    ] = None,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict."""
-    from nomadwn.deploy import deploy_flavour, plan_site
+    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict.
+
+    Service jobs (and system jobs from Nomad 2.0) follow Nomad's deployment. Up to Nomad
+    1.10 a system job has none: nomadwn waits until every node runs the new version and
+    each worker has passed its Consul checks (CONSUL_HTTP_ADDR) for min_healthy_time,
+    and with auto_revert it reverts a failed rollout itself.
+    """
+    import dataclasses
+
+    from nomadwn.consul_health import ConsulClient
+    from nomadwn.consul_settings import ConsulSettings
+    from nomadwn.deploy import deploy_flavour, plan_site, rollout_of
     from nomadwn.sitefile import load_site
     from nomadwn.watch import Watcher
 
     timeout_s = seconds(timeout, "--timeout")
-    min_running_s = seconds(min_running, "--min-running")
+    min_healthy_s = None if min_healthy_time is None else seconds(min_healthy_time, "--min-healthy-time")
     site = load_site(site_file)
     nomad = nomad_client(address, namespace, region)
     view = _ProgressView()
-    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, min_running=min_running_s)
+    # Consul tells the workers' health where Nomad does not track a rollout (system jobs up to 1.10).
+    consul = ConsulClient(ConsulSettings.from_env())
+    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, consul=consul)
     worst = 0
     for planned in plan_site(site, nomad, flavours or []):
         _print_plan(planned)
+        rollout = rollout_of(site, planned.flavour)
+        if min_healthy_s is not None:
+            rollout = dataclasses.replace(rollout, min_healthy_time=min_healthy_s)
         with view.showing(f"watching {planned.job.ID}"):
-            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
+            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s, rollout=rollout)
         if not result.changed:
             continue
         if result.verdict is None:
