@@ -172,6 +172,7 @@ _WORKER_PROJECTION = [
     "NomadJobId",
     "NomadwnSite",
     "NomadwnFlavour",
+    "DaemonStartTime",
 ]
 _ERROR_TYPES: tuple[type[BaseException], ...] = (RuntimeError, ValueError, KeyError, TypeError)
 """Builtin exceptions the compiled bindings raise besides their own two (checked in htcondor2_impl)."""
@@ -513,7 +514,7 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
     A worker with static slots only sums them; its free resources are those of its
     unclaimed slots. ``claimed_slots`` counts claimed dynamic/static slots (or the
     claimed children the partitionable slot lists, if more). ``name`` is the
-    startd's name (the slot name after ``slotN@``).
+    startd's name (the slot name after ``slotN@``); ``started_at`` its ``DaemonStartTime``.
     """
     partitionable = [s for s in slots if s.get("PartitionableSlot") is True or s.get("SlotType") == "Partitionable"]
     dynamic = [s for s in slots if s.get("DynamicSlot") is True or s.get("SlotType") == "Dynamic"]
@@ -565,4 +566,5 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
         memory_free_mb=memory_free,
         claimed_slots=claimed_slots,
         healthy=healthy,
+        started_at=float(first["DaemonStartTime"]) if _int(first.get("DaemonStartTime")) > 0 else None,
     )

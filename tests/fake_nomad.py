@@ -725,6 +725,7 @@ class FakeNomad:
         self._on_stop = on_stop
         self._hooks: queue.SimpleQueue[tuple[Callable[[Json], None], Json] | None] = queue.SimpleQueue()
         self._hooks_pending = 0
+        self.acl_policies: dict[str, Json] = {}  # name -> the policy as applied (ACLs are not enforced)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -1300,11 +1301,28 @@ class FakeNomad:
                     return self._deployment_fail(dep_id)
             if not dep_id and method == "GET":
                 return self._query(query, functools.partial(self._q_deploy, rest))
+        if path.startswith("/v1/acl/policy/"):
+            return self._acl_policy(method, unquote(path[len("/v1/acl/policy/") :]), body)
         if path == "/v1/nodes" and method == "GET":
             return self._query(query, self._q_nodes)
         if path == "/v1/status/leader" and method == "GET":
             return _Reply(body=LEADER)
         return _Reply(status=404, text="")
+
+    def _acl_policy(self, method: str, name: str, body: Any) -> _Reply:
+        """``/v1/acl/policy/<name>`` (nomad/acl_endpoint.go UpsertPolicies, GetPolicy): stored, not enforced."""
+        with self._lock:
+            if method in ("PUT", "POST"):
+                if not isinstance(body, dict) or body.get("Name") != name:
+                    raise NomadAPIError(400, "ACL policy name does not match request path")
+                if not body.get("Rules"):
+                    raise NomadAPIError(400, "policy rules are empty")
+                idx = self._next()
+                self.acl_policies[name] = {**body, "CreateIndex": idx, "ModifyIndex": idx}
+                return _Reply(body=None, index=idx)
+            if method == "GET" and name in self.acl_policies:
+                return _Reply(body=copy.deepcopy(self.acl_policies[name]))
+        raise NomadAPIError(404, "ACL policy not found")
 
     def _job_specific(
         self, method: str, rest: str, ns: str, query: dict[str, str], body: Any, need_body: Callable[[], Json]
@@ -3328,6 +3346,9 @@ def _object_diffs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         o, n = (old or {}).get(key), (new or {}).get(key)
         if o == n or (not o and not n):
             continue
+        if key == "Templates":
+            out += _template_diffs(o or [], n or [])
+            continue
         if all(isinstance(v, list) and all(not isinstance(x, dict | list) for x in v) for v in (o or [], n or [])):
             # a set of strings (Datacenters, ...): one field per added or removed value (stringSetDiff)
             before, after = {_fmt(x) for x in o or []}, {_fmt(x) for x in n or []}
@@ -3342,6 +3363,21 @@ def _object_diffs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         else:
             fields = _field_diffs(_flatten(o, ""), _flatten(n, ""), contextual=False)
         out.append({"Type": _diff_type(o or None, n or None, True), "Name": key, "Fields": fields, "Objects": None})
+    return out
+
+
+def _template_diffs(old: list[Json], new: list[Json]) -> list[Json]:
+    """``structs.templateDiffs``: one "Template" object per changed template, matched by
+    ``DiffID`` (the destination), Edited with contextual fields (``DestPath`` unchanged)."""
+    out = []
+    olds = {t.get("DestPath"): t for t in old}
+    news = {t.get("DestPath"): t for t in new}
+    for dest in sorted(set(olds) | set(news), key=str):
+        o, n = olds.get(dest), news.get(dest)
+        if o == n:
+            continue
+        fields = _field_diffs(_primitives(o, set()), _primitives(n, set()), contextual=o is not None and n is not None)
+        out.append({"Type": _diff_type(o, n, True), "Name": "Template", "Fields": fields, "Objects": None})
     return out
 
 

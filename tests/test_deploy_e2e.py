@@ -178,7 +178,7 @@ def test_stop_and_purge(fake: FakeNomad) -> None:
 def test_status_without_consul(fake: FakeNomad) -> None:
     assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
-    result = cli(fake, "status", str(EXAMPLE), "--no-consul", "--json")
+    result = cli(fake, "status", str(EXAMPLE), "--no-consul", "--no-condor", "--json")
     assert result.exit_code == 0, result.output
     import json
 
@@ -250,3 +250,54 @@ def test_autoscale_help_names_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--once", "--dry-run", "--no-lock", "--metrics-address", "--holder"):
         assert option in result.output
+
+
+def test_plan_of_new_jobs_is_nomads_summary_one_screen_per_job(fake: FakeNomad) -> None:
+    result = cli(fake, "plan", str(EXAMPLE))
+    assert result.exit_code == 1, result.output
+    blocks = result.output.strip().split("\n")
+    assert "cntwn (glasgow-cntwn): added (Place 2)" in blocks
+    assert '  + Job: "glasgow-cntwn"' in blocks
+    assert '  + Task Group: "worker" (2 create)' in blocks
+    assert '    + Task: "condor" (forces create)' in blocks
+    per_job = len(blocks) / 5
+    assert per_job <= 10, result.output  # no field dump: a screen holds every job
+    assert "EmbeddedTmpl" not in result.output
+
+
+def test_plan_of_a_changed_template_shows_a_line_diff_and_verbose_the_fields(fake: FakeNomad, tmp_path: Path) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--detach").exit_code == 0
+    fake.settle()
+    changed = site_with(
+        tmp_path, cntwn={"htcondor": {"collector": ["cm.example"], "extra_config": {"STARTD_DEBUG": "D_FULLDEBUG"}}}
+    )
+    result = cli(fake, "plan", str(changed), "cntwn")
+    assert result.exit_code == 1, result.output
+    assert '  +/- Task Group: "worker" (2 create/destroy update)' in result.output
+    assert "    template local/nomadwn/99-nomadwn.conf (task condor):" in result.output
+    assert "      +STARTD_DEBUG = D_FULLDEBUG" in result.output
+    assert "      -COLLECTOR_HOST = condor-cm.scotgrid.example:9618" in result.output
+    assert "\\n" not in result.output  # no escaped template string
+    meta = site_with(tmp_path, cntwn={"meta": {"release": "7"}})
+    verbose = cli(fake, "plan", str(meta), "cntwn", "--verbose")
+    assert "~ Meta[release]" in verbose.output or "+ Meta[release]" in verbose.output, verbose.output
+    assert "Meta[release]" not in cli(fake, "plan", str(meta), "cntwn").output
+
+
+def test_deploy_autoscaler_prints_the_acl_step_and_applies_it_when_asked(fake: FakeNomad) -> None:
+    printed = cli(fake, "deploy", str(EXAMPLE), "autoscaler", "--detach")
+    assert printed.exit_code == 0, printed.output
+    assert (
+        "    nomad acl policy apply -namespace default -job glasgow-autoscaler "
+        '-description "nomadwn autoscaler of site glasgow" glasgow-autoscaler '
+        "jobspecs/glasgow/acl/autoscaler.nomad-policy.hcl"
+    ) in printed.output
+    assert "consul acl policy create -name glasgow-autoscaler-lock" in printed.output
+    assert fake.acl_policies == {}
+    fake.settle()
+    applied = cli(fake, "deploy", str(EXAMPLE), "autoscaler", "--detach", "--apply-policies")
+    assert applied.exit_code == 0, applied.output
+    assert "autoscaler: applied Nomad ACL policy glasgow-autoscaler to job glasgow-autoscaler" in applied.output
+    policy = fake.acl_policies["glasgow-autoscaler"]
+    assert policy["JobACL"] == {"Namespace": "default", "JobID": "glasgow-autoscaler"}
+    assert policy["Rules"] == (EXAMPLE.parent.parent / "jobspecs/glasgow/acl/autoscaler.nomad-policy.hcl").read_text()

@@ -38,7 +38,7 @@ def init(
 @handled
 def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
     """Check a site file; name every bad field and how to fix it (exit 1 if any)."""
-    from nomadwn.model import dispatched
+    from nomadwn.model import dispatched, site_notes
     from nomadwn.render import privileges
     from nomadwn.sitefile import load_site
 
@@ -67,10 +67,23 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
         }
         for name, f in site.flavours.items()
     ]
+    notes = site_notes(site)
     if as_json:
-        emit_json({"ok": True, "file": str(site_file), "site": site.name, "flavours": summary})
+        emit_json(
+            {
+                "ok": True,
+                "file": str(site_file),
+                "site": site.name,
+                "nomad_version": site.nomad.version,
+                "flavours": summary,
+                "notes": [{"path": n.path, "message": n.message} for n in notes],
+            }
+        )
         return
-    say(f"{site_file}: valid site {site.name!r} with {len(summary)} flavour(s)", style="green")
+    say(
+        f"{site_file}: valid site {site.name!r} with {len(summary)} flavour(s), for Nomad {site.nomad.version}",
+        style="green",
+    )
     for name, f in site.flavours.items():
         count = "one per node" if f.kind == "system" else f"count {1 if f.count is None else f.count}"
         if dispatched(f):
@@ -78,6 +91,8 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
         say(f"  {name}: {f.kind} job {site.job_id(name)} ({count}), image {f.image.reference}, CVMFS {f.cvmfs.mode}")
         for line in privileges(f):
             say(f"    PRIVILEGE: {line}", style="yellow")
+    for note in notes:
+        say(f"  note: {note.path}: {note.message}", style="yellow")
 
 
 @handled
