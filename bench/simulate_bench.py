@@ -15,10 +15,10 @@ per-step history.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from bench._args import parser
 from nomadwn.simulate.runner import Options, default_cluster, run, smallest_static, static_flavour
 from nomadwn.simulate.trace import read_trace, window
 from nomadwn.sitefile import load_site
@@ -82,8 +82,7 @@ def bench(label: str, path: Path, days: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print one row per trace."""
-    p = argparse.ArgumentParser(description="nomadwn simulate on real traces (prints a table)")
-    p.add_argument("--smoke", action="store_true", help="one day of the shipped week only (CI: it must finish)")
+    p = parser(__doc__)
     p.add_argument("--trace", type=Path, default=FULL, help=f"the whole trace (default {FULL})")
     args = p.parse_args(argv)
     rows: list[tuple[str, Path, float | None]] = [("shipped week, 1 day", WEEK, 1.0)] if args.smoke else []
