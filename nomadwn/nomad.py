@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from nomadwn.env import env_bool, raise_problems
 from nomadwn.errors import FieldProblem
@@ -27,6 +28,20 @@ T = TypeVar("T")
 
 # ---------------------------------------------------------------------------
 # Settings
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not a Nomad HTTP address (``http(s)://host[:port]`` or ``host:port``), or None."""
+    try:
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        return f"{address!r} is not an http(s) address such as https://nomad.example:4646"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"{address!r} has a path or query: give only scheme, host and port, such as https://nomad.example:4646"
+    return None
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,8 @@ class NomadSettings:
             if env.get(var):
                 values[key] = env[var]
         problems: list[FieldProblem] = []
+        if "address" in values and (problem := address_problem(values["address"])):
+            problems.append(FieldProblem("NOMAD_ADDR", problem))
         if env_bool(env, "NOMAD_SKIP_VERIFY", problems):
             values["verify"] = False
         raise_problems(problems)
