@@ -20,7 +20,7 @@ Nomad operations the autoscaler never calls (plan, register, deployments, ...) r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nomadwn.errors import NomadError
@@ -33,6 +33,8 @@ from nomadwn.nomad import (
     Indexed,
     JobStatus,
     JobVersion,
+    LogFrame,
+    LogStream,
     PlanResult,
     RegisterResult,
 )
@@ -275,6 +277,11 @@ class SimNomad:
 
     def versions(self, job_id: str) -> list[JobVersion]:
         raise self._unmodelled("job versions")
+
+    def logs(
+        self, alloc_id: str, task: str, *, stream: LogStream = "stdout", follow: bool = False, origin: str = "start"
+    ) -> Iterator[LogFrame]:
+        raise self._unmodelled("task logs")
 
     def evaluation(self, eval_id: str, *, index: int = 0, wait: float = 0) -> Indexed[Evaluation]:
         raise self._unmodelled("evaluations")
