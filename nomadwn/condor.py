@@ -35,7 +35,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from nomadwn.errors import CondorError
+from nomadwn.env import env_seconds, raise_problems
+from nomadwn.errors import CondorError, FieldProblem
 from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
 from nomadwn.quoting import string_literal
 
@@ -83,13 +84,11 @@ class CondorSettings:
                 break
         if env.get("NOMADWN_CONDOR_SCHEDDS", "").strip():
             values["schedds"] = _split(env["NOMADWN_CONDOR_SCHEDDS"])
-        if env.get("NOMADWN_CONDOR_TIMEOUT", "").strip():
-            try:
-                values["timeout"] = float(env["NOMADWN_CONDOR_TIMEOUT"])
-            except ValueError:
-                raise ValueError(
-                    f"NOMADWN_CONDOR_TIMEOUT: not a number of seconds: {env['NOMADWN_CONDOR_TIMEOUT']!r}"
-                ) from None
+        problems: list[FieldProblem] = []
+        timeout = env_seconds(env, "NOMADWN_CONDOR_TIMEOUT", problems)
+        raise_problems(problems)
+        if timeout is not None:
+            values["timeout"] = timeout
         for key, value in overrides.items():
             if value is None:
                 continue
