@@ -49,13 +49,13 @@ from nomadwn.consul import ConsulClient, ConsulLock, ConsulSettings
 from nomadwn.deploy import FlavourPlan, deploy_flavour, plan_site, previous_stable_version, select_flavours
 from nomadwn.errors import ConfigError, FieldProblem, NomadwnError
 from nomadwn.metrics import MetricsServer, recently
-from nomadwn.model import Site, dispatched
+from nomadwn.model import Site, dispatched, shutdown_plan, site_warnings
 from nomadwn.nomad import NomadAPI, NomadClient, NomadSettings
 from nomadwn.render import Format, jobspec_files, privileges, stale_jobspecs, write_jobspecs
 from nomadwn.resources import example_site_text
 from nomadwn.sitefile import load_site
 from nomadwn.status import site_status
-from nomadwn.units import duration_seconds, parse_duration_ns
+from nomadwn.units import duration_seconds, duration_text, parse_duration_ns
 from nomadwn.watch import Progress, Watcher
 
 app = typer.Typer(
@@ -151,6 +151,7 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
             }
         )
         raise typer.Exit(1) from None
+    warnings = site_warnings(site)
     summary = [
         {
             "flavour": name,
@@ -160,11 +161,21 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
             "cvmfs": f.cvmfs.mode,
             "count": f.count if f.kind != "system" else None,
             "privileges": privileges(f),
+            "retirement": duration_text(shutdown_plan(site, name).retirement),
+            "kill_timeout": duration_text(shutdown_plan(site, name).kill_timeout),
         }
         for name, f in site.flavours.items()
     ]
     if as_json:
-        _emit_json({"ok": True, "file": str(site_file), "site": site.name, "flavours": summary})
+        _emit_json(
+            {
+                "ok": True,
+                "file": str(site_file),
+                "site": site.name,
+                "flavours": summary,
+                "warnings": [{"path": w.path, "message": w.message} for w in warnings],
+            }
+        )
         return
     say(f"{site_file}: valid site {site.name!r} with {len(summary)} flavour(s)", style="green")
     for name, f in site.flavours.items():
@@ -172,8 +183,15 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
         if dispatched(f):
             count = "parameterized, dispatched by the autoscaler"
         say(f"  {name}: {f.kind} job {site.job_id(name)} ({count}), image {f.image.reference}, CVMFS {f.cvmfs.mode}")
+        plan = shutdown_plan(site, name)
+        say(
+            f"    stop: no new payloads, running ones retire up to {duration_text(plan.retirement)}; "
+            f"Nomad kill_timeout {duration_text(plan.kill_timeout)}"
+        )
         for line in privileges(f):
             say(f"    PRIVILEGE: {line}", style="yellow")
+    for warning in warnings:
+        say(f"warning: {warning.path}: {warning.message}", style="yellow", stderr=True)
 
 
 @app.command()

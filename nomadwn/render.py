@@ -28,7 +28,20 @@ from nomadwn import hcl
 from nomadwn import nomad_api as api
 from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
-from nomadwn.model import Constraint, Flavour, Site, Spread, count, dispatched, port_labels, service_meta, static_port
+from nomadwn.model import (
+    Constraint,
+    Flavour,
+    Site,
+    Spread,
+    count,
+    dispatched,
+    port_labels,
+    progress_deadline,
+    restart_mode,
+    service_meta,
+    shutdown_plan,
+    static_port,
+)
 from nomadwn.resources import shipped_dir
 from nomadwn.units import duration_ns, duration_text, format_duration
 
@@ -70,8 +83,8 @@ def _spreads_of(spreads: list[Spread]) -> list[api.Spread] | None:
     return out or None
 
 
-def _update(f: Flavour) -> api.UpdateStrategy | None:
-    u = f.update
+def _update(site: Site, name: str) -> api.UpdateStrategy | None:
+    u = site.flavours[name].update
     if u is None:
         return None
     return api.UpdateStrategy(
@@ -80,7 +93,7 @@ def _update(f: Flavour) -> api.UpdateStrategy | None:
         HealthCheck=u.health_check,
         MinHealthyTime=_ns(u.min_healthy_time),
         HealthyDeadline=_ns(u.healthy_deadline),
-        ProgressDeadline=_ns(u.progress_deadline),
+        ProgressDeadline=_ns(progress_deadline(site, name)),
         AutoRevert=u.auto_revert,
         AutoPromote=u.auto_promote,
         Canary=u.canary,
@@ -165,7 +178,7 @@ def build_job(site: Site, name: str) -> api.Job:
             mounts.append({"type": "bind", "source": f.cvmfs.host_path, "target": "/cvmfs", "readonly": True})
     r = f.resources
     auth = f.pool_auth
-    vault = api.Vault(Role=auth.vault_role, ChangeMode="restart") if auth and auth.source == "vault" else None
+    vault = api.Vault(Role=auth.vault_role, ChangeMode="noop") if auth and auth.source == "vault" else None
     task = api.Task(
         Name=TASK,
         Driver="docker",
@@ -173,13 +186,19 @@ def build_job(site: Site, name: str) -> api.Job:
         Env=dict(sorted(f.env.items())) or None,
         Services=[_service(f)],
         Templates=[
-            api.Template(EmbeddedTmpl=t.text, DestPath=t.destination, ChangeMode=t.change_mode, Perms=t.perms)
+            api.Template(
+                EmbeddedTmpl=t.text,
+                DestPath=t.destination,
+                ChangeMode=t.change_mode,
+                ChangeSignal=t.change_signal,
+                Perms=t.perms,
+            )
             for t in files
         ],
         Resources=api.Resources(CPU=r.cpu, Cores=r.cores, MemoryMB=r.memory, MemoryMaxMB=r.memory_max),
         LogConfig=api.LogConfig(MaxFiles=f.logs.max_files, MaxFileSizeMB=f.logs.max_file_size),
         KillSignal=f.lifespan.kill_signal,
-        KillTimeout=_ns(f.lifespan.kill_timeout),
+        KillTimeout=_ns(shutdown_plan(site, name).kill_timeout),
         VolumeMounts=volume_mounts,
         Vault=vault,
     )
@@ -191,7 +210,7 @@ def build_job(site: Site, name: str) -> api.Job:
         Networks=[_network(f)],
         Volumes=volumes,
         RestartPolicy=api.RestartPolicy(
-            Attempts=rs.attempts, Interval=_ns(rs.interval), Delay=_ns(rs.delay), Mode=rs.mode
+            Attempts=rs.attempts, Interval=_ns(rs.interval), Delay=_ns(rs.delay), Mode=restart_mode(f)
         ),
         ReschedulePolicy=(
             api.ReschedulePolicy(
@@ -226,7 +245,7 @@ def build_job(site: Site, name: str) -> api.Job:
         Priority=p.priority,
         Constraints=_constraints(f),
         Spreads=_spreads(f),
-        Update=_update(f),
+        Update=_update(site, name),
         ParameterizedJob=(
             api.ParameterizedJobConfig(Payload="forbidden", MetaOptional=[REASON_META]) if dispatched(f) else None
         ),
