@@ -20,9 +20,9 @@ import tracemalloc
 from pathlib import Path
 
 from nomadwn.autoscale.loop import Autoscaler
-from nomadwn.autoscale.observation import Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
 from nomadwn.fakes import FakeClock, MemoryCondor, MemoryNomad
+from nomadwn.pool import Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.sitefile import load_site
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "glasgow.yaml"
@@ -56,8 +56,8 @@ def bench_decide(flavours: int = 100, repeats: int = 200) -> list[tuple[str, str
             can_scale_in=i % 3 != 0,
         )
         shapes = tuple(JobShape(rng.randint(1, 16), rng.randint(500, 40000), rng.randint(0, 500)) for _ in range(20))
-        workers = tuple(Worker(f"a{i}-{j}", j, rng.choice(STATES)) for j in range(40))
-        obs = Observation(Demand(shapes, True, now - 5), Supply(40, workers, now - 5))
+        workers = tuple(Worker(alloc_id=f"a{i}-{j}", index=j, state=rng.choice(STATES)) for j in range(40))
+        obs = Observation(Demand(shapes, now - 5, ("s1",)), Supply(workers, now - 5, 40))
         cases.append((f"f{i}", obs, policy))
     times = []
     for _ in range(repeats):

@@ -17,7 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from nomadwn.nomad import Allocation, NomadClient, NomadSettings
+from nomadwn.nomad import Allocation, NomadSettings
+from nomadwn.nomad_client import NomadClient
 from nomadwn.render import build_job
 from nomadwn.sitefile import load_site
 from nomadwn.watch import Verdict, Watcher

@@ -15,10 +15,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from nomadwn.model import Flavour, Site, shutdown_plan
+from nomadwn.model import LOG_LINE_BYTES, Flavour, Site, shutdown_plan
+from nomadwn.quoting import string_literal, template_text
 from nomadwn.units import duration_seconds
 
 CONDOR_CONFIG_NAME = "99-nomadwn.conf"
+LOG_FORWARDER = "forward-logs.sh"
+"""The log forwarder's file name, next to start.sh in the task directory."""
 TOKEN_DIR = "/secrets/condor/tokens.d"  # noqa: S105 - a path, not a secret
 PASSWORD_FILE = "/secrets/condor/pool_password"  # noqa: S105 - a path, not a secret
 
@@ -38,15 +41,6 @@ class TemplateFile:
     change_mode: str = "restart"
     change_signal: str | None = None
     mount_at: str | None = None
-
-
-def literal(text: str) -> str:
-    """Make ``text`` literal for consul-template, which would run ``{{ ... }}`` as code."""
-    return text.replace("{{", '{{ "{{" }}')
-
-
-def _classad_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def execute_dir() -> str:
@@ -127,15 +121,15 @@ def condor_config(site: Site, name: str) -> str:
     # No payload on a worker that failed its probe (or has not run it yet).
     start = f"($(StartJobs)) && (MY.NomadwnHealthy =?= True) && ({c.start})"
     if c.accounting_group:
-        start += f" && (TARGET.AcctGroup =?= {_classad_string(c.accounting_group)})"
+        start += f" && (TARGET.AcctGroup =?= {string_literal(c.accounting_group)})"
     knob("START", start)
     if c.grid_env:
         knob("USER_JOB_WRAPPER", "$ENV(NOMAD_TASK_DIR)/nomadwn/job-wrapper.sh")
     section("identity: match HTCondor slots to Nomad allocations")
     knob("NomadAllocId", '"$ENV(NOMAD_ALLOC_ID)"')
     knob("NomadJobId", '"$ENV(NOMAD_JOB_ID)"')
-    knob("NomadwnSite", _classad_string(site.name))
-    knob("NomadwnFlavour", _classad_string(name))
+    knob("NomadwnSite", string_literal(site.name))
+    knob("NomadwnFlavour", string_literal(name))
     knob("STARTD_ATTRS", "$(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour")
     section("lifespan and shutdown (nomadwn.model.ShutdownPlan explains every value)")
     life = f.lifespan
@@ -196,6 +190,8 @@ def start_script(flavour: Flavour) -> str:
             '  mount -t cvmfs "$repo" "/cvmfs/$repo"',
             "done",
         ]
+    if flavour.logs.forward:
+        lines.append(f'sh "${{0%/*}}/{LOG_FORWARDER}" "$$" &  # HTCondor daemon logs to stdout, until this script ends')
     lines += [
         "# Job scratch in the allocation directory (the ephemeral disk Nomad reserved).",
         'execute="${NOMAD_ALLOC_DIR:-/alloc}/condor/execute"',
@@ -227,6 +223,119 @@ def start_script(flavour: Flavour) -> str:
 
 WRAPPER_REFUSED = 97
 """The job wrapper's exit code when it refuses to run a payload without the grid environment."""
+
+
+_LOG_KNOBS = {"master": "MASTER_LOG", "startd": "STARTD_LOG", "starter": "STARTER_LOG"}
+
+
+def log_forwarder(flavour: Flavour) -> str:
+    """A POSIX sh loop that copies HTCondor's daemon logs to the task's stdout, bounded.
+
+    HTCondor's daemons write files (``<SUBSYS>_LOG``), which Nomad never sees; this
+    follows them the way ``tail -F`` would, once a second, and prints each new line
+    prefixed with its daemon (``[startd]``, ``[starter.slot1_1]`` for a slot's
+    starter). A file that is renamed away (HTCondor's ``.old`` rotation) or truncated
+    is followed from its start again. Bounds, so a chatty daemon cannot rotate the
+    task's own log away: at most ``logs.forward_per_minute`` lines a minute, master
+    first, then startd, then the starters, which may take three quarters; each cut to LOG_LINE_BYTES; the lines left
+    over are counted and reported once a minute. The full logs stay in the container.
+
+    Only sh and coreutils (wc, tail, head, cut, ls, date, mktemp): worker images are
+    any EL9/Debian with HTCondor. It ends within a second of its parent (start.sh,
+    whose PID is ``$1``), after a last pass.
+    """
+    daemons = " ".join(d for d in ("master", "startd", "starter") if d in flavour.logs.forward)
+    knobs = " ".join(_LOG_KNOBS[d] for d in daemons.split())
+    text = f"""#!/bin/sh
+# Rendered by nomadwn: forward HTCondor's daemon logs ({daemons}) to the task's stdout.
+# At most {flavour.logs.forward_per_minute} lines a minute (logs.forward_per_minute), cut at {LOG_LINE_BYTES} bytes.
+parent=${{1:-}}
+limit={flavour.logs.forward_per_minute}
+width={LOG_LINE_BYTES}
+say() {{ printf '[nomadwn] %s\n' "$*"; }}
+paths=$(condor_config_val {knobs} 2>/dev/null) || {{
+  say "log forwarding off: condor_config_val cannot read the HTCondor configuration"
+  exit 0
+}}
+state=$(mktemp -d "${{TMPDIR:-/tmp}}/nomadwn-logs.XXXXXX") || exit 0
+trap 'rm -rf "$state"' EXIT
+trap 'exit 0' TERM INT HUP
+window=$(date +%s)
+used=0
+dropped=0
+
+# forward PREFIX FILE CAP: print FILE's complete new lines since the last call, while fewer than
+# CAP lines went out this minute (the starters' CAP leaves a quarter for the master and startd).
+forward() {{
+  [ -f "$2" ] || return 0
+  key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
+  inode=$(ls -di "$2" | cut -d ' ' -f 1)
+  size=$(wc -c <"$2")
+  old_inode=
+  off=0
+  if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
+  # Renamed away (a new file) or truncated: follow the new one from its start.
+  if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
+  [ "$size" -gt "$off" ] || {{ echo "$inode $off" >"$state/$key"; return 0; }}
+  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  lines=$(wc -l <"$state/chunk")
+  # Wait for a line's end, unless the unfinished line is already far too long.
+  if [ "$lines" -eq 0 ]; then
+    [ "$((size - off))" -gt 65536 ] || return 0
+    echo >>"$state/chunk"
+    lines=1
+  fi
+  echo "$inode $((off + $(head -n "$lines" "$state/chunk" | wc -c)))" >"$state/$key"
+  room=$(($3 - used))
+  [ "$room" -gt 0 ] || {{ dropped=$((dropped + lines)); return 0; }}
+  if [ "$lines" -gt "$room" ]; then dropped=$((dropped + lines - room)); lines=$room; fi
+  used=$((used + lines))
+  head -n "$lines" "$state/chunk" | cut -b "1-$width" | while IFS= read -r line; do
+    printf '%s %s\n' "$1" "$line"
+  done
+}}
+
+report() {{
+  [ "$dropped" -eq 0 ] ||
+    say "$dropped HTCondor log lines not forwarded (limit $limit a minute); all are in $(dirname "$1") in the container"
+}}
+
+pass() {{
+  set -- $paths
+"""
+    for d in daemons.split():
+        if d == "starter":
+            text += """  for f in "$1" "$1".*; do
+    case $f in *.old | *'*') continue ;; esac
+    suffix=${f#"$1"}
+    forward "[starter${suffix}]" "$f" "$((limit - limit / 4))"
+  done
+  shift
+"""
+        else:
+            text += f"""  forward "[{d}]" "$1" "$limit"
+  shift
+"""
+    text += """}
+
+while :; do
+  pass
+  now=$(date +%s)
+  if [ "$((now - window))" -ge 60 ]; then
+    report $paths
+    window=$now
+    used=0
+    dropped=0
+  fi
+  if [ -n "$parent" ] && ! kill -0 "$parent" 2>/dev/null; then
+    pass
+    report $paths
+    exit 0
+  fi
+  sleep 1
+done
+"""
+    return text
 
 
 def job_wrapper(flavour: Flavour) -> str:
@@ -354,15 +463,11 @@ def pool_secret(site: Site, name: str) -> str:
     # A pool password file is binary, so the variable holds it base64-encoded.
     decode = " | base64Decode" if auth.method == "password" else ""
     if auth.source == "vault":
-        opener, field = f"secret {_go_string(auth.path or '')}", f".Data.data.{auth.key}"
+        opener, field = f"secret {string_literal(auth.path or '')}", f".Data.data.{auth.key}"
     else:
         path = auth.path or f"nomad/jobs/{site.job_id(name)}"
-        opener, field = f"nomadVar {_go_string(path)}", f".{auth.key}"
+        opener, field = f"nomadVar {string_literal(path)}", f".{auth.key}"
     return f"{{{{ with {opener} }}}}{{{{ {field}{decode} }}}}{{{{ end }}}}\n"
-
-
-def _go_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def template_files(site: Site, name: str) -> list[TemplateFile]:
@@ -371,22 +476,28 @@ def template_files(site: Site, name: str) -> list[TemplateFile]:
     files = [
         TemplateFile(
             destination=f"local/nomadwn/{CONDOR_CONFIG_NAME}",
-            text=literal(condor_config(site, name)),
+            text=template_text(condor_config(site, name)),
             mount_at=f"{f.htcondor.config_dir.rstrip('/')}/{CONDOR_CONFIG_NAME}",
         ),
-        TemplateFile(destination="local/nomadwn/start.sh", text=literal(start_script(f)), perms="0755"),
-        TemplateFile(destination="local/nomadwn/probe.sh", text=literal(probe_script(f)), perms="0755"),
-        TemplateFile(destination="local/nomadwn/health.sh", text=literal(health_script(f)), perms="0755"),
+        TemplateFile(destination="local/nomadwn/start.sh", text=template_text(start_script(f)), perms="0755"),
+        TemplateFile(destination="local/nomadwn/probe.sh", text=template_text(probe_script(f)), perms="0755"),
+        TemplateFile(destination="local/nomadwn/health.sh", text=template_text(health_script(f)), perms="0755"),
     ]
+    if f.logs.forward:
+        files.append(
+            TemplateFile(
+                destination=f"local/nomadwn/{LOG_FORWARDER}", text=template_text(log_forwarder(f)), perms="0755"
+            )
+        )
     if f.htcondor.grid_env:
         files.append(
-            TemplateFile(destination="local/nomadwn/job-wrapper.sh", text=literal(job_wrapper(f)), perms="0755")
+            TemplateFile(destination="local/nomadwn/job-wrapper.sh", text=template_text(job_wrapper(f)), perms="0755")
         )
     if f.cvmfs.mode == "fuse":
         files.append(
             TemplateFile(
                 destination="local/nomadwn/cvmfs-default.local",
-                text=literal(cvmfs_config(f)),
+                text=template_text(cvmfs_config(f)),
                 mount_at="/etc/cvmfs/default.local",
             )
         )

@@ -2,14 +2,17 @@
 
 :class:`CondorSource` is what the autoscaler uses; :class:`HTCondorSource` is its one
 real implementation and the only module that imports ``htcondor2`` and ``classad2``
-(PyPI ``htcondor`` 25.x). It reads, never writes:
+(PyPI ``htcondor`` 25.x). It speaks the value types of :mod:`nomadwn.pool`:
 
 * **demand**: idle jobs (``JobStatus == 1``) of every schedd the collector knows,
   counted with one ``QueryOpt.GroupBy`` query per schedd and merged into
-  :class:`JobShape` s (CPUs, memory, disk). A schedd that cannot be queried is named
-  in :attr:`Demand.failed_schedds` (a partial observation), never silently dropped;
+  :class:`~nomadwn.pool.JobShape` s (CPUs, memory, disk). A schedd that cannot be
+  queried is named in ``Demand.failed_schedds`` (a partial observation), never
+  silently dropped;
 * **supply**: the slot ads of the workers of one site (``NomadwnSite``), folded into
-  one :class:`Worker` per ``NomadAllocId``.
+  one :class:`~nomadwn.pool.Worker` per ``NomadAllocId`` (:func:`fold_worker`);
+* **drain**: the one write, :meth:`HTCondorSource.drain` / ``cancel_drain`` through
+  the startd's drain command (never a shell-out, never an eviction).
 
 Every exception the bindings raise becomes a :class:`~nomadwn.errors.CondorError`
 in one place (:meth:`HTCondorSource._call`), saying what was asked of which address and
@@ -29,10 +32,12 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from nomadwn.errors import CondorError
+from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
+from nomadwn.quoting import string_literal
 
 T = TypeVar("T")
 
@@ -102,110 +107,45 @@ def _split(raw: str) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------
-# Value types (what callers get back; never ClassAds)
-
-
-@dataclass(frozen=True)
-class JobShape:
-    """``count`` idle jobs that all ask for the same resources.
-
-    ``disk_kb`` is None when ``RequestDisk`` is missing or does not evaluate to a number.
-    """
-
-    cpus: int
-    memory_mb: int
-    disk_kb: int | None
-    count: int
-
-
-@dataclass(frozen=True)
-class Demand:
-    """Idle jobs grouped by shape, as seen at ``taken_at`` (a ``time.time()`` stamp).
-
-    ``schedds`` were asked and answered; ``failed_schedds`` were asked and did not
-    (their jobs are missing from ``shapes``); ``errors`` says why, per failed schedd.
-    """
-
-    shapes: list[JobShape]
-    schedds: list[str]
-    failed_schedds: list[str]
-    taken_at: float
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """True when every schedd answered, so ``shapes`` is all the idle demand."""
-        return not self.failed_schedds
-
-    @property
-    def total_jobs(self) -> int:
-        """Number of idle jobs over all shapes."""
-        return sum(s.count for s in self.shapes)
-
-
-WorkerState = Literal["unclaimed", "claimed", "draining", "other"]
-
-
-@dataclass(frozen=True)
-class Worker:
-    """One nomadwn worker (one Nomad allocation), folded from its startd's slot ads.
-
-    Its state, checked in this order::
-
-        draining   the partitionable slot is Draining, or its State is "Drained",
-                   or its Start expression evaluates to False (StartJobs = False):
-                   it takes no new jobs, whatever it still runs
-        claimed    any dynamic (or static) slot, or the partitionable slot's
-                   ChildState, is "Claimed"
-        unclaimed  the partitionable slot (or every static slot) is "Unclaimed"
-        other      anything else (Owner, Matched, Preempting, Backfill, ...)
-
-    ``cpus_free``/``memory_free_mb`` are what the partitionable slot has left
-    (``Cpus``/``Memory``); the totals are its ``TotalSlotCpus``/``TotalSlotMemory``.
-    A worker with static slots only sums them; its free resources are those of its
-    unclaimed slots. ``claimed_slots`` counts claimed dynamic/static slots.
-    ``name`` is the startd's name (the slot name after ``slotN@``).
-    """
-
-    alloc_id: str
-    job_id: str
-    flavour: str
-    site: str
-    name: str
-    state: WorkerState
-    activity: str
-    cpus_total: int
-    cpus_free: int
-    memory_total_mb: int
-    memory_free_mb: int
-    claimed_slots: int
-
-
-@dataclass(frozen=True)
-class Supply:
-    """The workers of one site, as seen at ``taken_at`` (a ``time.time()`` stamp)."""
-
-    workers: list[Worker]
-    taken_at: float
-
-    def count(self, state: WorkerState) -> int:
-        """Number of workers in ``state``."""
-        return sum(1 for w in self.workers if w.state == state)
-
-
-# ---------------------------------------------------------------------------
 # The protocol
 
 
 class CondorSource(Protocol):
-    """What the autoscaler observes in HTCondor: idle demand and the workers of a site."""
+    """What the autoscaler observes in HTCondor, and the one thing it changes there.
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand: ...
+    Reads: idle demand and the workers of a site, as :mod:`nomadwn.pool` types.
+    Writes: :meth:`drain` and :meth:`cancel_drain`, which stop and restart a worker's
+    taking of new jobs; neither ever evicts a running job.
+    """
 
-    def workers(self, site: str) -> Supply: ...
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
+        """Idle jobs of every schedd, grouped by shape (see :meth:`HTCondorSource.idle_demand`)."""
+        ...
+
+    def workers(self, site: str) -> Supply:
+        """The workers of ``site``, one per Nomad allocation, as HTCondor sees them."""
+        ...
 
     def check_expression(self, expression: str) -> str | None:
         """Why ``expression`` is not a ClassAd expression HTCondor accepts (None: it is)."""
+        ...
+
+    def drain(self, workers: Sequence[Worker | str], *, reason: str) -> DrainResult:
+        """Ask each worker's startd to take no new job and let its running jobs finish.
+
+        ``workers`` are :class:`~nomadwn.pool.Worker` s or startd names
+        (:attr:`Worker.name`). The drain is graceful: running jobs keep their
+        retirement time, and once empty the startd stays *Drained* (taking nothing)
+        until :meth:`cancel_drain` or its end. ``reason`` is recorded by the startd
+        (``DrainReason``). Failures (a startd the collector does not know, cannot be
+        reached or refuses; a collector that does not answer) are in the result, per
+        startd, never raised, so that one bad worker does not hide what happened to
+        the others. Asking again is harmless (a drained startd stays drained).
+        """
+        ...
+
+    def cancel_drain(self, workers: Sequence[Worker | str]) -> DrainResult:
+        """Cancel every drain request of each worker's startd, so it takes jobs again."""
         ...
 
 
@@ -226,8 +166,9 @@ _WORKER_PROJECTION = [
     "DynamicSlot",
     "SlotType",
     "ChildState",
-    "Start",
     "Draining",
+    "StartJobs",
+    "NomadwnHealthy",
     "NomadAllocId",
     "NomadJobId",
     "NomadwnSite",
@@ -246,6 +187,8 @@ def _default_bindings() -> Any:
     return types.SimpleNamespace(
         Collector=htcondor2.Collector,
         Schedd=htcondor2.Schedd,
+        Startd=htcondor2.Startd,
+        DrainType=htcondor2.DrainType,
         DaemonType=htcondor2.DaemonType,
         AdType=htcondor2.AdType,
         QueryOpt=htcondor2.QueryOpt,
@@ -261,11 +204,6 @@ def _default_bindings() -> Any:
 def binding_exceptions(bindings: Any) -> tuple[type[BaseException], ...]:
     """Every exception type :meth:`HTCondorSource._call` translates, for ``bindings``."""
     return (bindings.HTCondorException, bindings.ClassAdException, *_ERROR_TYPES)
-
-
-def _quote(value: str) -> str:
-    """A ClassAd string literal."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class HTCondorSource:
@@ -378,7 +316,11 @@ class HTCondorSource:
         shapes = [JobShape(cpus=c, memory_mb=m, disk_kb=d, count=n) for (c, m, d), n in counts.items()]
         shapes.sort(key=lambda s: (s.cpus, s.memory_mb, -1 if s.disk_kb is None else s.disk_kb))
         return Demand(
-            shapes=shapes, schedds=sorted(answered), failed_schedds=sorted(failed), taken_at=taken_at, errors=errors
+            shapes=tuple(shapes),
+            taken_at=taken_at,
+            schedds=tuple(sorted(answered)),
+            failed_schedds=tuple(sorted(failed)),
+            errors=errors,
         )
 
     def _query_schedd(self, name: str, location: Any, constraint: str, projection: list[str]) -> list[Any]:
@@ -436,7 +378,7 @@ class HTCondorSource:
             f"reading the slots of site {site}",
             "query",
             self._b.AdType.Startd,
-            constraint=f"NomadwnSite == {_quote(site)}",
+            constraint=f"NomadwnSite == {string_literal(site)}",
             projection=list(_WORKER_PROJECTION),
         )
         taken_at = self._clock()
@@ -446,8 +388,8 @@ class HTCondorSource:
             alloc = str(slot.get("NomadAllocId") or "")
             if alloc:
                 by_alloc.setdefault(alloc, []).append(slot)
-        workers = [fold_worker(alloc, slots) for alloc, slots in sorted(by_alloc.items())]
-        return Supply(workers=workers, taken_at=taken_at)
+        workers = tuple(fold_worker(alloc, slots) for alloc, slots in sorted(by_alloc.items()))
+        return Supply(workers=workers, taken_at=taken_at, count=len(workers))
 
     def _slot(self, ad: Any) -> dict[str, Any]:
         """The projected attributes of one slot ad, as plain Python values."""
@@ -460,6 +402,75 @@ class HTCondorSource:
                 continue
             out[attr] = value
         return out
+
+    # ---- drain ---------------------------------------------------------------------
+
+    def drain(self, workers: Sequence[Worker | str], *, reason: str) -> DrainResult:
+        """Drain each worker's startd gracefully, with ``START`` False while draining.
+
+        ``Startd.drainJobs(DrainType.Graceful, start_expr="False", reason=...)``:
+        running jobs keep their ``MaxJobRetirementTime``; no new job starts, whatever
+        the configured ``DEFAULT_DRAINING_START_EXPR``. The startd's slot ads then
+        advertise ``Draining = true`` (and ``State = "Drained"`` once empty), which
+        :func:`fold_worker` reads as *draining*. Needs ADMINISTRATOR access to the startd.
+        See :meth:`CondorSource.drain` for the result.
+        """
+        drain_type = self._b.DrainType.Graceful
+
+        def one(startd: Any) -> str:
+            return str(startd.drainJobs(drain_type, start_expr="False", reason=reason) or "")
+
+        return self._each_startd(workers, "draining", one)
+
+    def cancel_drain(self, workers: Sequence[Worker | str]) -> DrainResult:
+        """Cancel every drain request of each worker's startd (``Startd.cancelDrainJobs()``)."""
+
+        def one(startd: Any) -> str:
+            startd.cancelDrainJobs()
+            return ""
+
+        return self._each_startd(workers, "cancelling the drain", one)
+
+    def _locate_startd(self, name: str) -> Any:
+        """One slot ad of the startd ``name`` (its ``MyAddress`` reaches the startd).
+
+        Not ``Collector.locate(DaemonType.Startd, name)``: against a 23.x collector that
+        looks the name up as a host name. Every slot ad of a startd carries its address.
+        """
+        ads = self._collector_call(
+            f"locating startd {name}",
+            "query",
+            self._b.AdType.Startd,
+            constraint=f"splitSlotName(Name)[1] == {string_literal(name)}",
+            projection=["Name", "MyAddress"],
+        )
+        if not ads:
+            where = ", ".join(self.settings.collectors)
+            raise CondorError(
+                f"HTCondor: the collector at {where} lists no slot of startd {name}; "
+                "check the worker's name (nomadwn status) and that it still runs"
+            )
+        return ads[0]
+
+    def _each_startd(self, workers: Sequence[Worker | str], what: str, fn: Callable[[Any], str]) -> DrainResult:
+        names = [w if isinstance(w, str) else w.name for w in workers]
+        done: list[str] = []
+        failed: dict[str, str] = {}
+        ids: dict[str, str] = {}
+        check = "check that the startd runs and this host has ADMINISTRATOR access to it"
+        for name in dict.fromkeys(names):
+            if not name:
+                failed[name] = "HTCondor: the worker has no startd name (it has not reached the collector)"
+                continue
+            where = f"startd {name}"
+            try:
+                startd = self._call("connecting", where, check, self._b.Startd, self._locate_startd(name))
+                ids[name] = self._call(what, where, check, fn, startd)
+            except CondorError as exc:
+                failed[name] = str(exc)
+                continue
+            done.append(name)
+        return DrainResult(done=tuple(done), failed=failed, request_ids={k: v for k, v in ids.items() if v})
 
 
 # ---------------------------------------------------------------------------
@@ -481,7 +492,30 @@ def _states(value: Any) -> list[str]:
 
 
 def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
-    """One :class:`Worker` from the evaluated slot ads of one allocation (rule: see :class:`Worker`)."""
+    """One :class:`~nomadwn.pool.Worker` from the evaluated slot ads of one allocation.
+
+    Its state, checked in this order::
+
+        draining   the partitionable (or a static) slot advertises Draining = true, or
+                   its State is "Drained", or the worker advertises StartJobs = False
+                   (STARTD_ATTRS): it takes no new jobs, whatever it still runs
+        claimed    any dynamic (or static) slot, or the partitionable slot's
+                   ChildState, is "Claimed"
+        unclaimed  the partitionable slot (or every static slot) is "Unclaimed"
+        other      anything else (Owner, Matched, Preempting, Backfill, ...)
+
+    Draining is read from what the startd *advertises*, never by evaluating ``START``
+    in the slot ad: a ``START`` that mentions ``TARGET`` (``accounting_group`` does)
+    evaluates to False there on a worker that takes jobs. ``healthy`` is the worker's
+    ``NomadwnHealthy`` when it is a boolean (its health probe's verdict), else None.
+
+    ``cpus_free``/``memory_free_mb`` are what the partitionable slot has left
+    (``Cpus``/``Memory``); the totals are its ``TotalSlotCpus``/``TotalSlotMemory``.
+    A worker with static slots only sums them; its free resources are those of its
+    unclaimed slots. ``claimed_slots`` counts claimed dynamic/static slots (or the
+    claimed children the partitionable slot lists, if more). ``name`` is the
+    startd's name (the slot name after ``slotN@``).
+    """
     partitionable = [s for s in slots if s.get("PartitionableSlot") is True or s.get("SlotType") == "Partitionable"]
     dynamic = [s for s in slots if s.get("DynamicSlot") is True or s.get("SlotType") == "Dynamic"]
     static = [s for s in slots if s not in partitionable and s not in dynamic]
@@ -490,13 +524,18 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
     name = name.split("@", 1)[1] if "@" in name else name
 
     claimed_slots = sum(1 for s in (*dynamic, *static) if s.get("State") == "Claimed")
-    child_claimed = any("Claimed" in _states(p.get("ChildState")) for p in partitionable)
+    children = sum(_states(p.get("ChildState")).count("Claimed") for p in partitionable)
+    claimed_slots = max(claimed_slots, children)
     heads = partitionable or static
-    draining = any(h.get("Draining") is True or h.get("State") == "Drained" or h.get("Start") is False for h in heads)
+    draining = any(
+        h.get("Draining") is True or h.get("State") == "Drained" or h.get("StartJobs") is False for h in heads
+    )
+    health = [h.get("NomadwnHealthy") for h in heads if isinstance(h.get("NomadwnHealthy"), bool)]
+    healthy = all(health) if health else None
     state: WorkerState
     if draining:
         state = "draining"
-    elif claimed_slots or child_claimed:
+    elif claimed_slots:
         state = "claimed"
     elif heads and all(h.get("State") == "Unclaimed" for h in heads):
         state = "unclaimed"
@@ -526,4 +565,5 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
         memory_total_mb=memory_total,
         memory_free_mb=memory_free,
         claimed_slots=claimed_slots,
+        healthy=healthy,
     )

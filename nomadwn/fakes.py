@@ -14,12 +14,11 @@ has a ``fail`` set naming the calls that raise, for outages in every phase.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nomadwn import nomad_api as api
-from nomadwn.condor import Demand, JobShape, Supply, Worker, WorkerState
 from nomadwn.consul import ServiceInstance
 from nomadwn.errors import CondorError, ConsulError, NomadError
 from nomadwn.nomad import (
@@ -34,6 +33,7 @@ from nomadwn.nomad import (
     PlanResult,
     RegisterResult,
 )
+from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
 
 
 @dataclass
@@ -275,6 +275,10 @@ class MemoryCondor:
     sets a worker's state by allocation ID (default unclaimed); ``fail`` names the
     methods that raise CondorError; ``partial`` makes demand miss a schedd;
     ``on_workers`` runs before each ``workers`` answer (to change claims mid-step).
+    Every worker has 8 cores and 16 GiB; a claimed one has nothing free unless
+    ``free`` (alloc ID -> (cores, MiB)) says otherwise. :meth:`drain` marks workers
+    ``drained`` (state draining) and :meth:`cancel_drain` clears them, as HTCondor's
+    graceful drain does: neither touches a claim. Calls are recorded in ``drain_calls``.
     """
 
     nomad: MemoryNomad
@@ -288,6 +292,9 @@ class MemoryCondor:
     demand_age: float = 0.0
     on_workers: Callable[[], None] | None = None
     requirements_seen: list[str | None] = field(default_factory=list)
+    free: dict[str, tuple[int, int]] = field(default_factory=dict)
+    drained: set[str] = field(default_factory=set)
+    drain_calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     def check_expression(self, expression: str) -> str | None:
         return "Unable to parse string into a ClassAd." if expression.count("(") != expression.count(")") else None
@@ -296,10 +303,10 @@ class MemoryCondor:
         if "idle_demand" in self.fail:
             raise CondorError("HTCondor: querying idle jobs at schedd s1 failed: timed out; check the schedd")
         self.requirements_seen.append(requirements)
-        shapes = [JobShape(cpus=c, memory_mb=m, disk_kb=None, count=n) for (c, m), n in sorted(self.idle.items())]
-        failed = ["s2"] if self.partial else []
+        shapes = tuple(JobShape(cpus=c, memory_mb=m, count=n) for (c, m), n in sorted(self.idle.items()))
+        failed = ("s2",) if self.partial else ()
         errors = {"s2": "HTCondor: querying idle jobs at schedd s2 failed: timed out"} if self.partial else {}
-        return Demand(shapes, ["s1"], failed, self.clock() - self.demand_age, errors)
+        return Demand(shapes, self.clock() - self.demand_age, ("s1",), failed, errors)
 
     def workers(self, site: str) -> Supply:
         if self.on_workers is not None:
@@ -313,11 +320,47 @@ class MemoryCondor:
         for job_id, children in self.nomad.children.items():
             for child in children:
                 out.append(self._worker(f"alloc-of-{child.id}", child.id, self.flavours.get(job_id, "")))
-        return Supply(out, self.clock())
+        return Supply(tuple(out), self.clock(), len(out))
+
+    def drain(self, workers: Sequence[Worker | str], *, reason: str) -> DrainResult:
+        """Marks each named worker draining (the real startd's drain never evicts either)."""
+        return self._set_drain(workers, True)
+
+    def cancel_drain(self, workers: Sequence[Worker | str]) -> DrainResult:
+        return self._set_drain(workers, False)
+
+    def _set_drain(self, workers: Sequence[Worker | str], on: bool) -> DrainResult:
+        if "drain" in self.fail:
+            raise CondorError("HTCondor: draining the startd at cm:9618 failed: connection refused")
+        names = [w if isinstance(w, str) else w.name for w in workers]
+        for name in names:
+            alloc = name.removeprefix("w-")
+            if on:
+                self.drained.add(alloc)
+            else:
+                self.drained.discard(alloc)
+        self.drain_calls.append(("drain" if on else "cancel_drain", tuple(names)))
+        return DrainResult(done=tuple(names))
 
     def _worker(self, alloc_id: str, job_id: str, flavour: str) -> Worker:
-        state = self.claims.get(alloc_id, "unclaimed")
-        return Worker(alloc_id, job_id, flavour, self.site, f"w-{alloc_id}", state, "Idle", 8, 8, 16384, 16384, 0)
+        state: WorkerState = "draining" if alloc_id in self.drained else self.claims.get(alloc_id, "unclaimed")
+        claimed = 1 if self.claims.get(alloc_id) == "claimed" else 0
+        # A claimed worker is full unless ``free`` says what it has left (cores, MiB).
+        cores, memory = self.free.get(alloc_id, (0, 0) if claimed else (8, 16384))
+        return Worker(
+            alloc_id=alloc_id,
+            state=state,
+            name=f"w-{alloc_id}",
+            flavour=flavour,
+            site=self.site,
+            job_id=job_id,
+            activity="Idle",
+            cpus_total=8,
+            cpus_free=cores,
+            memory_total_mb=16384,
+            memory_free_mb=memory,
+            claimed_slots=claimed,
+        )
 
 
 @dataclass

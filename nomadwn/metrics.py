@@ -5,7 +5,7 @@ tests and two replicas in one process do not share counters. Names follow
 Prometheus' conventions (``_total`` for counters, base units)::
 
     nomadwn_idle_jobs{flavour}                 idle jobs that fit the flavour (last observation)
-    nomadwn_workers{flavour,state}             workers by state: starting, unclaimed, claimed, draining
+    nomadwn_workers{flavour,state}             workers by state (nomadwn.pool.WORKER_STATES)
     nomadwn_current_count{flavour}             the count Nomad has now
     nomadwn_desired_count{flavour}             the count the last decision wanted
     nomadwn_scaling_actions_total{flavour,direction,dry_run}
@@ -24,10 +24,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-from nomadwn.autoscale.observation import WorkerState
-
-WORKER_STATES: tuple[WorkerState, ...] = ("starting", "unclaimed", "claimed", "draining")
 
 
 class AutoscalerMetrics:

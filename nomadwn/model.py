@@ -231,6 +231,9 @@ class PoolAuth(Strict):
     path: Annotated[str, _matching(_SECRET_PATH_RE, "a path is letters, digits, '_', '.', '/' or '-'")] | None = None
     key: Annotated[str, _matching(_VAR_KEY_RE, "a key is a letter or '_' then letters, digits or '_'")] = "token"
     vault_role: str | None = None
+    vault_audience: Annotated[str, Field(min_length=1)] = "vault.io"
+    """The audience of the task's ``vault_default`` workload identity; it must be in the
+    ``bound_audiences`` of the Vault JWT role (Nomad 1.10 has no legacy Vault tokens)."""
 
 
 class CheckRestart(Strict):
@@ -271,6 +274,10 @@ class Service(Strict):
     tags: list[str] = ["cntwn"]
     meta: dict[MetaKey, str] = {}
     prometheus: Prometheus | None = None
+    shutdown_delay: Duration = timedelta(seconds=5)
+    """How long Nomad waits between deregistering the service from Consul and sending
+    ``kill_signal`` (the task's ``shutdown_delay``), so nothing is routed to a worker
+    that is stopping. Nomad 2.0 warns about a job with services and no delay."""
 
 
 class Lifespan(Strict):
@@ -301,7 +308,15 @@ class Lifespan(Strict):
 
 
 class Update(Strict):
-    """Nomad's rolling-update strategy (``update`` block). Not allowed on batch jobs."""
+    """Nomad's rolling-update strategy (``update`` block). Not allowed on batch jobs.
+
+    On a system job ``canary`` is a *percentage* of the nodes to update (Nomad 2.0;
+    ``scheduler/scheduler_system.go`` rounds it up and caps it at ``max_parallel``).
+    Up to Nomad 1.10 a system job's rollout obeys only ``max_parallel`` and
+    ``stagger``; nomadwn then renders only those two and applies
+    ``min_healthy_time``, ``healthy_deadline`` and ``auto_revert`` itself, in its
+    watcher (see :func:`system_deployments`).
+    """
 
     max_parallel: Annotated[int, Field(ge=0)] = 1
     canary: Annotated[int, Field(ge=0)] = 0
@@ -377,11 +392,27 @@ class Reschedule(Strict):
     unlimited: bool = True
 
 
+LogDaemon = Literal["master", "startd", "starter"]
+"""The HTCondor daemons whose logs a worker can forward to the task's stdout."""
+
+LOG_LINE_BYTES = 512
+"""A forwarded log line is cut to this many bytes (the full line stays in the container)."""
+
+
 class Logs(Strict):
-    """Rotation of the task's stdout/stderr logs on the Nomad client."""
+    """Rotation of the task's stdout/stderr logs on the Nomad client, and what the worker forwards there.
+
+    ``forward``: the HTCondor daemons whose logs the worker copies to its stdout, one
+    line each, prefixed with the daemon's name (what ``nomad alloc logs`` and
+    ``nomadwn logs`` show); ``[]`` keeps them inside the container only.
+    ``forward_per_minute``: at most this many lines a minute are forwarded, so a chatty
+    daemon cannot rotate the task's log away; the rest are counted and reported.
+    """
 
     max_files: Annotated[int, Field(ge=1)] = 10
     max_file_size: SizeMB = 10
+    forward: list[LogDaemon] = ["master", "startd", "starter"]
+    forward_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
 
 
 JobKind = Literal["system", "service", "batch"]
@@ -422,9 +453,12 @@ class AutoscalerService(Strict):
 
     ``core_quota`` caps the cores all autoscaled flavours may hold together (workers ×
     worker cores); scale-ups are granted in site-file order until it is used up, and
-    it never forces a scale-in. The job reads its site file and tokens from the Nomad
-    Variable at ``variable_path`` (default ``nomad/jobs/<site>-autoscaler``): keys
-    ``site_yaml`` (required), ``nomad_token`` and ``consul_token`` (optional).
+    it never forces a scale-in. The job reads only its site file from the Nomad
+    Variable at ``variable_path`` (default ``nomad/jobs/<site>-autoscaler``, key
+    ``site_yaml``). It holds no token: Nomad gives the task its workload identity as
+    ``NOMAD_TOKEN`` (policy: ``jobspecs/<site>/acl/``), and its ``consul`` block makes
+    Nomad log it in to Consul's JWT auth method (``CONSUL_HTTP_TOKEN``) with a
+    ``consul_default`` identity for ``consul_audience``.
     """
 
     core_quota: Annotated[int, Field(ge=1)] | None = None
@@ -437,6 +471,7 @@ class AutoscalerService(Strict):
     metrics_port: Port = 9120
     nomad_addr: Annotated[str, Field(min_length=1)] = "http://${attr.unique.network.ip-address}:4646"
     consul_addr: Annotated[str, Field(min_length=1)] = "http://${attr.unique.network.ip-address}:8500"
+    consul_audience: Annotated[str, Field(min_length=1)] = "consul.io"
     variable_path: (
         Annotated[str, _matching(_SECRET_PATH_RE, "a path is letters, digits, '_', '.', '/' or '-'")] | None
     ) = None
@@ -444,9 +479,23 @@ class AutoscalerService(Strict):
     resources: Resources = Resources(cpu=200, memory="256MiB", disk="300MiB")
 
 
-class NomadClients(Strict):
-    """Facts about the site's Nomad clients that the jobs must respect."""
+NomadVersion = Literal["1.9", "1.10", "2.0"]
+SUPPORTED_VERSIONS: tuple[NomadVersion, ...] = ("1.10", "2.0")
+"""The Nomad versions nomadwn renders for and supports (1.10 LTS and 2.0); 1.9 is end of life."""
 
+
+class NomadClients(Strict):
+    """Facts about the site's Nomad cluster that the jobs must respect.
+
+    ``version`` is the Nomad minor version the servers run (``1.10`` LTS, the default,
+    or ``2.0``; ``1.9`` is end of life and accepted with a note). It decides what is
+    rendered: up to 1.10 a system job's rollout is paced only by ``max_parallel`` and
+    ``stagger`` (no deployment, no health gate, no auto-revert), from 1.11 on it is a
+    deployment (``api/jobs.go`` ``Job.Canonicalize`` gives system jobs the default
+    update strategy; ``scheduler/scheduler_system.go``).
+    """
+
+    version: NomadVersion = "1.10"
     max_kill_timeout: Duration = timedelta(seconds=30)
 
 
@@ -480,6 +529,68 @@ class Site(Strict):
 
 # ---------------------------------------------------------------------------
 # Derived values, shared by validation and rendering
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.10"`` -> ``(1, 10)``, for comparing Nomad versions."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def system_deployments(site: Site) -> bool:
+    """Whether Nomad gives system jobs deployments (health-gated rollouts, auto-revert): 1.11 and later."""
+    return version_tuple(site.nomad.version) >= (1, 11)
+
+
+def health_settle(flavour: Flavour) -> timedelta:
+    """How long after a worker starts its first check result may take to reach Consul.
+
+    Nomad runs a script check right after the task starts and then every
+    ``interval``; until the first result Consul shows it critical, and
+    ``check_restart.grace`` is how long Nomad itself ignores failures. The longer of
+    the grace and one interval plus timeout.
+    """
+    h = flavour.health
+    first = h.interval + h.timeout
+    grace = h.check_restart.grace if h.check_restart is not None else timedelta(0)
+    return max(first, grace)
+
+
+def site_notes(site: Site) -> list[FieldProblem]:
+    """Things ``validate`` says about a valid site: what the target Nomad version does with it."""
+    out: list[FieldProblem] = []
+    if site.nomad.version not in SUPPORTED_VERSIONS:
+        out.append(
+            FieldProblem(
+                "nomad.version",
+                f"Nomad {site.nomad.version} is end of life; nomadwn supports "
+                f"{' and '.join(SUPPORTED_VERSIONS)} (rendered as for 1.10)",
+            )
+        )
+    for name, f in site.flavours.items():
+        if f.kind != "system" or f.update is None or system_deployments(site):
+            continue
+        u = f.update
+        at = f"flavours.{name}.update"
+        out.append(
+            FieldProblem(
+                at,
+                f"Nomad {site.nomad.version} paces a system job only by max_parallel and stagger (no deployment): "
+                "nomadwn renders those two, and its watcher applies min_healthy_time, healthy_deadline"
+                + (" and auto_revert (nomadwn reverts the job itself on failure)" if u.auto_revert else ""),
+            )
+        )
+        judge = u.min_healthy_time + health_settle(f)
+        if u.max_parallel and u.stagger < judge:
+            out.append(
+                FieldProblem(
+                    f"{at}.stagger",
+                    f"Nomad starts the next {u.max_parallel} node(s) after stagger ({duration_text(u.stagger)}), "
+                    f"before nomadwn can judge a batch (min_healthy_time plus the first check, "
+                    f"{duration_text(judge)}); a broken image reaches more nodes before it is reverted. "
+                    f"Raise stagger to at least {duration_text(judge)}",
+                )
+            )
+    return out
 
 
 def static_port(flavour: Flavour) -> bool:
@@ -767,6 +878,11 @@ def site_warnings(site: Site) -> list[FieldProblem]:
     return [w for name in site.flavours for w in shutdown_warnings(site, name)]
 
 
+def forwarded_bytes_per_hour(flavour: Flavour) -> int:
+    """The most the log forwarder can write to the task's stdout in an hour (lines cut to LOG_LINE_BYTES)."""
+    return flavour.logs.forward_per_minute * 60 * (LOG_LINE_BYTES + 32)  # + the daemon prefix
+
+
 def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
     """Rules that span several fields of one flavour, each naming the field to fix."""
     f = site.flavours[name]
@@ -788,7 +904,14 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
         if f.placement.spreads:
             bad("placement.spreads", "Nomad does not allow spread on system jobs; remove it")
         if f.update is not None and (f.update.canary or f.update.auto_promote):
-            bad("update.canary", "system jobs do not support canaries; set canary: 0 and auto_promote: false")
+            if not system_deployments(site):
+                bad(
+                    "update.canary",
+                    f"Nomad {site.nomad.version} gives system jobs no canaries (they need deployments, Nomad 2.0); "
+                    "set canary: 0 and auto_promote: false, or nomad.version: '2.0'",
+                )
+            elif f.update.canary > 100:
+                bad("update.canary", "on a system job canary is a percentage of the nodes: 0 to 100")
     if f.update is not None:
         u = f.update
         if u.auto_promote and u.canary == 0:
@@ -851,6 +974,8 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad(f"service.meta.{key}", "Consul allows at most 512 characters in a meta value")
     if len(meta) > 64:
         bad("service.meta", f"Consul allows at most 64 meta pairs; this service would have {len(meta)}")
+    if f.service.shutdown_delay < timedelta(seconds=1):
+        bad("service.shutdown_delay", "must be at least 1s (Nomad 2.0 warns about services without a shutdown_delay)")
     if f.lifespan.check_interval < timedelta(seconds=1):
         bad("lifespan.check_interval", "must be at least 1s")
     if f.service.prometheus is not None and f.service.prometheus.port == f.htcondor.port:
@@ -929,6 +1054,12 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
         bad("resources.disk", "Nomad requires at least 10 MiB")
     if f.logs.max_files * f.logs.max_file_size >= r.disk:
         bad("logs", "max_files x max_file_size must be less than resources.disk (Nomad keeps logs on that disk)")
+    if f.logs.forward and forwarded_bytes_per_hour(f) > f.logs.max_files * f.logs.max_file_size * 2**20:
+        bad(
+            "logs.forward_per_minute",
+            "at this rate the forwarded HTCondor logs would rotate the task's whole log away within an hour; "
+            "lower it or raise logs.max_files x logs.max_file_size",
+        )
     if (r.cores is None) == (r.cpu is None):
         bad("resources.cores", "set exactly one of cores (whole cores) or cpu (MHz)")
     if r.cpu is not None and r.cores is None and f.htcondor.slots.cores is None:

@@ -50,17 +50,22 @@ class Spread(ApiStruct):
 
 
 class UpdateStrategy(ApiStruct):
-    """``api.UpdateStrategy`` (durations in ns)."""
+    """``api.UpdateStrategy`` (durations in ns).
 
-    Stagger: int
-    MaxParallel: int
-    HealthCheck: str
-    MinHealthyTime: int
-    HealthyDeadline: int
-    ProgressDeadline: int
-    AutoRevert: bool
-    AutoPromote: bool
-    Canary: int
+    Every field may be left out: ``api.UpdateStrategy.Canonicalize`` fills Nomad's
+    defaults. A system job on Nomad 1.10 gets only ``MaxParallel`` and ``Stagger``,
+    the two fields its scheduler reads (``scheduler/scheduler_system.go``).
+    """
+
+    Stagger: int | None = None
+    MaxParallel: int | None = None
+    HealthCheck: str | None = None
+    MinHealthyTime: int | None = None
+    HealthyDeadline: int | None = None
+    ProgressDeadline: int | None = None
+    AutoRevert: bool | None = None
+    AutoPromote: bool | None = None
+    Canary: int | None = None
 
 
 class CheckRestart(ApiStruct):
@@ -140,6 +145,27 @@ class VolumeMount(ApiStruct):
     PropagationMode: str
 
 
+class WorkloadIdentity(ApiStruct):
+    """``api.WorkloadIdentity``: a workload-identity JWT for the task (``identity`` block).
+
+    The unnamed (default) identity is ``api.Task.Identity``, audience ``nomadproject.io``
+    (set by Nomad; no TTL allowed); named ones (``vault_default``) are in ``Identities``.
+    """
+
+    Name: str | None = None
+    Audience: list[str] | None = None
+    ChangeMode: Literal["noop", "restart"] | None = None
+    Env: bool | None = None
+    File: bool | None = None
+    TTL: int | None = None
+
+
+class Consul(ApiStruct):
+    """``api.Consul`` (a task's ``consul`` block): Nomad logs the task in to Consul by workload identity."""
+
+    Namespace: str | None = None
+
+
 class Vault(ApiStruct):
     """``api.Vault`` (workload identity: a role, no policies)."""
 
@@ -148,6 +174,7 @@ class Vault(ApiStruct):
 
 
 _Vault = Vault  # fields below are named like this struct
+_Consul = Consul  # fields below are named like this struct
 
 
 class Task(ApiStruct):
@@ -163,8 +190,12 @@ class Task(ApiStruct):
     LogConfig: _LogConfig
     KillSignal: str
     KillTimeout: int
+    ShutdownDelay: int | None = None
     VolumeMounts: list[VolumeMount] | None = None
     Vault: _Vault | None = None
+    Consul: _Consul | None = None
+    Identity: WorkloadIdentity | None = None
+    Identities: list[WorkloadIdentity] | None = None
 
 
 class Port(ApiStruct):

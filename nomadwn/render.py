@@ -20,14 +20,13 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal
 
 from nomadwn import hcl
 from nomadwn import nomad_api as api
 from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
+from nomadwn.formats import Format
 from nomadwn.model import (
     Constraint,
     Flavour,
@@ -41,15 +40,22 @@ from nomadwn.model import (
     service_meta,
     shutdown_plan,
     static_port,
+    system_deployments,
 )
+from nomadwn.quoting import string_literal
 from nomadwn.resources import shipped_dir
 from nomadwn.units import duration_ns, duration_text, format_duration
 
-Format = Literal["hcl", "json", "both"]
+if TYPE_CHECKING:
+    import jinja2
+
+
 GROUP = "worker"
 TASK = "condor"
 AUTOSCALER = "autoscaler"
 """The jobspec file name (and group name) of the site's autoscaler service."""
+IDENTITY_TTL = timedelta(hours=1)
+"""Lifetime of the named workload identities (Nomad renews them; it warns about identities without one)."""
 REASON_META = "nomadwn_reason"
 """Dispatch meta key carrying the autoscaler's reason for starting a worker."""
 
@@ -59,12 +65,18 @@ def _ns(value: Any) -> int:
 
 
 def _constraints(f: Flavour) -> list[api.Constraint] | None:
-    return _constraints_of(f.placement.constraints)
+    return _constraints_of(f.placement.constraints) or None
 
 
-def _constraints_of(constraints: list[Constraint]) -> list[api.Constraint] | None:
-    out = [api.Constraint(LTarget=c.attribute, RTarget=c.value, Operand=c.operator) for c in constraints]
-    return out or None
+def _constraints_of(constraints: list[Constraint]) -> list[api.Constraint]:
+    return [api.Constraint(LTarget=c.attribute, RTarget=c.value, Operand=c.operator) for c in constraints]
+
+
+def _distinct_hosts(replicas: int, constraints: list[Constraint]) -> list[api.Constraint]:
+    """Replicas on distinct hosts, so one lost node cannot take every replica (unless the site says so)."""
+    if replicas < 2 or any(c.operator == "distinct_hosts" for c in constraints):
+        return []
+    return [api.Constraint(LTarget="", RTarget="true", Operand="distinct_hosts")]
 
 
 def _spreads(f: Flavour) -> list[api.Spread] | None:
@@ -84,9 +96,14 @@ def _spreads_of(spreads: list[Spread]) -> list[api.Spread] | None:
 
 
 def _update(site: Site, name: str) -> api.UpdateStrategy | None:
-    u = site.flavours[name].update
+    f = site.flavours[name]
+    u = f.update
     if u is None:
         return None
+    if f.kind == "system" and not system_deployments(site):
+        # Up to 1.10 the system scheduler reads only these two (scheduler/scheduler_system.go:
+        # `s.job.Update.Rolling()`, then NextRollingEval(Stagger)); the rest would be inert.
+        return api.UpdateStrategy(MaxParallel=u.max_parallel, Stagger=_ns(u.stagger))
     return api.UpdateStrategy(
         Stagger=_ns(u.stagger),
         MaxParallel=u.max_parallel,
@@ -179,6 +196,14 @@ def build_job(site: Site, name: str) -> api.Job:
     r = f.resources
     auth = f.pool_auth
     vault = api.Vault(Role=auth.vault_role, ChangeMode="noop") if auth and auth.source == "vault" else None
+    # Nomad 1.10 has no legacy Vault tokens: the task logs in to Vault's JWT auth method
+    # with its vault_default workload identity (explicit here, so the job does not depend
+    # on the servers' vault.default_identity).
+    identities = (
+        [api.WorkloadIdentity(Name="vault_default", Audience=[auth.vault_audience], TTL=_ns(IDENTITY_TTL))]
+        if vault is not None and auth is not None
+        else None
+    )
     task = api.Task(
         Name=TASK,
         Driver="docker",
@@ -199,8 +224,10 @@ def build_job(site: Site, name: str) -> api.Job:
         LogConfig=api.LogConfig(MaxFiles=f.logs.max_files, MaxFileSizeMB=f.logs.max_file_size),
         KillSignal=f.lifespan.kill_signal,
         KillTimeout=_ns(shutdown_plan(site, name).kill_timeout),
+        ShutdownDelay=_ns(f.service.shutdown_delay),
         VolumeMounts=volume_mounts,
         Vault=vault,
+        Identities=identities,
     )
     rs = f.restart
     rp = f.reschedule
@@ -254,23 +281,20 @@ def build_job(site: Site, name: str) -> api.Job:
     )
 
 
-def _go_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def build_autoscaler_job(site: Site) -> api.Job:
     """The Nomad service job of the site's autoscaler (``nomadwn autoscale``), HA with a Consul lock.
 
-    The site file and the tokens come from the Nomad Variable at
-    ``autoscaler.variable_path``, rendered into ``/secrets`` by Nomad: nothing secret
-    is in the job. Each replica's metrics port serves ``/metrics`` and ``/healthz``;
+    The site file comes from the Nomad Variable at ``autoscaler.variable_path``,
+    rendered into ``/secrets`` by Nomad; the Nomad and Consul tokens come from
+    workload identity (see :func:`acl_policies`): nothing secret is in the job or the
+    Variable. Each replica's metrics port serves ``/metrics`` and ``/healthz``;
     Consul checks the latter over HTTP.
     """
     a = site.autoscaler
     if a is None:
         raise RenderError(f"site {site.name} has no autoscaler block")
     job_id = site.autoscaler_job_id
-    var = _go_string(a.variable_path or f"nomad/jobs/{job_id}")
+    var = string_literal(a.variable_path or f"nomad/jobs/{job_id}")
     collectors = sorted({c for name in site.autoscaled() for c in site.flavours[name].htcondor.collector})
     env = {
         "NOMAD_ADDR": a.nomad_addr,
@@ -316,23 +340,19 @@ def build_autoscaler_job(site: Site) -> api.Job:
                 ChangeMode="restart",
                 Perms="0600",
             ),
-            api.Template(
-                EmbeddedTmpl=(
-                    f"{{{{ with nomadVar {var} }}}}\n"
-                    "NOMAD_TOKEN={{ .nomad_token }}\n"
-                    "CONSUL_HTTP_TOKEN={{ .consul_token }}\n"
-                    "{{ end }}\n"
-                ),
-                DestPath="secrets/tokens.env",
-                ChangeMode="restart",
-                Perms="0600",
-                Envvars=True,
-            ),
         ],
+        # No token anywhere: Nomad hands the task its workload identity as NOMAD_TOKEN
+        # (the policy in acl/ is attached to this job), and the consul block logs it in
+        # to Consul's JWT auth method, setting CONSUL_HTTP_TOKEN
+        # (client/allocrunner/taskrunner/consul_hook.go).
+        Identity=api.WorkloadIdentity(Env=True, ChangeMode="restart"),
+        Identities=[api.WorkloadIdentity(Name="consul_default", Audience=[a.consul_audience], TTL=_ns(IDENTITY_TTL))],
+        Consul=api.Consul(),
         Resources=api.Resources(CPU=r.cpu, Cores=r.cores, MemoryMB=r.memory, MemoryMaxMB=r.memory_max),
         LogConfig=api.LogConfig(MaxFiles=5, MaxFileSizeMB=10),
         KillSignal="SIGTERM",
         KillTimeout=_ns(timedelta(seconds=30)),
+        ShutdownDelay=_ns(timedelta(seconds=5)),
     )
     group = api.TaskGroup(
         Name=AUTOSCALER,
@@ -361,7 +381,7 @@ def build_autoscaler_job(site: Site) -> api.Job:
         Datacenters=list(p.datacenters),
         NodePool=p.node_pool,
         Priority=p.priority,
-        Constraints=_constraints_of(p.constraints),
+        Constraints=(_constraints_of(p.constraints) + _distinct_hosts(a.replicas, p.constraints)) or None,
         Spreads=_spreads_of(p.spreads),
         Update=api.UpdateStrategy(
             Stagger=_ns(timedelta(seconds=30)),
@@ -377,6 +397,85 @@ def build_autoscaler_job(site: Site) -> api.Job:
         Meta={"nomadwn_role": AUTOSCALER, "nomadwn_site": site.name},
         TaskGroups=[group],
     )
+
+
+# ---------------------------------------------------------------------------
+# ACL policies of the autoscaler (attached to its job: workload identity, no token)
+
+AUTOSCALER_NOMAD_CAPABILITIES = ("list-jobs", "read-job", "scale-job", "dispatch-job")
+"""What the autoscaler does in the flavours' namespaces: list dispatched children
+(``GET /v1/jobs``), read jobs and allocations, scale service flavours, dispatch batch
+flavours. Names from Nomad's ``acl/policy.go``."""
+
+
+@dataclass(frozen=True)
+class AclPolicy:
+    """One ACL policy nomadwn ships for the autoscaler, and how to install it."""
+
+    system: Literal["nomad", "consul"]
+    name: str
+    file_name: str
+    rules: str
+
+    def install_command(self, site: Site, path: Path) -> str:
+        """The shell command that installs this policy (the Nomad one attached to the autoscaler job)."""
+        if self.system == "nomad":
+            ns = site.autoscaler.placement.namespace if site.autoscaler is not None else "default"
+            return (
+                f"nomad acl policy apply -namespace {ns} -job {site.autoscaler_job_id} "
+                f'-description "nomadwn autoscaler of site {site.name}" {self.name} {path}'
+            )
+        return (
+            f'consul acl policy create -name {self.name} -description "nomadwn autoscaler lock of site {site.name}" '
+            f"-rules @{path}   # then add it to the Consul role your nomad-workloads binding rule gives this job"
+        )
+
+
+def _hcl_block(kind: str, label: str, lines: list[str]) -> str:
+    body = "".join(f"  {line}\n" for line in lines)
+    return f"{kind} {hcl.string(label)} {{\n{body}}}\n"
+
+
+def acl_policies(site: Site) -> list[AclPolicy]:
+    """The Nomad and Consul ACL policies the site's autoscaler job needs (none without an autoscaler).
+
+    Nomad: ``list-jobs``, ``read-job``, ``scale-job`` and ``dispatch-job`` on every
+    autoscaled flavour's namespace, plus ``read`` on its Variable when that is not
+    ``nomad/jobs/<job id>`` (which the implicit workload policy already reads).
+    Consul: ``session`` write (the lock's session, on whichever node the replica runs)
+    and ``key_prefix`` write on the lock key.
+    """
+    a = site.autoscaler
+    if a is None:
+        return []
+    caps = ", ".join(hcl.string(c) for c in AUTOSCALER_NOMAD_CAPABILITIES)
+    namespaces = sorted({site.flavours[n].placement.namespace for n in site.autoscaled()})
+    job_id = site.autoscaler_job_id
+    variable = a.variable_path or f"nomad/jobs/{job_id}"
+    own_ns = a.placement.namespace
+    # The implicit workload policy reads nomad/jobs/<job>[/<group>[/<task>]] of the job's namespace.
+    implicit = variable == f"nomad/jobs/{job_id}" or variable.startswith(f"nomad/jobs/{job_id}/")
+    blocks: list[str] = []
+    for ns in sorted(set(namespaces) | (set() if implicit else {own_ns})):
+        lines = [f"capabilities = [{caps}]"] if ns in namespaces else []
+        if ns == own_ns and not implicit:
+            lines += ["variables {", f"  path {hcl.string(variable)} {{", '    capabilities = ["read"]', "  }", "}"]
+        blocks.append(_hcl_block("namespace", ns, lines))
+    header = (
+        f"# Nomad ACL policy of the nomadwn autoscaler of site {site.name} (job {job_id}).\n"
+        "# Rendered by nomadwn: attach it to the job, whose tasks then get it through their workload identity.\n"
+    )
+    nomad_rules = header + "\n".join(blocks)
+    nomad_policy = AclPolicy("nomad", f"{site.name}-autoscaler", "autoscaler.nomad-policy.hcl", nomad_rules)
+    consul_rules = (
+        f"# Consul ACL policy of the nomadwn autoscaler of site {site.name}: its leader lock.\n"
+        "# Rendered by nomadwn: bind it to the Consul role that Nomad's workload logins for this job get.\n"
+        + _hcl_block("session_prefix", "", ['policy = "write"'])
+        + "\n"
+        + _hcl_block("key_prefix", site.lock_key, ['policy = "write"'])
+    )
+    consul_policy = AclPolicy("consul", f"{site.name}-autoscaler-lock", "autoscaler.consul-policy.hcl", consul_rules)
+    return [nomad_policy, consul_policy]
 
 
 def privileges(flavour: Flavour) -> list[str]:
@@ -396,6 +495,9 @@ def privileges(flavour: Flavour) -> list[str]:
 @functools.cache
 def _environment() -> jinja2.Environment:
     # Built once per process: compiling the template dominates the cost of a render.
+    # Imported here, not at the top, so that `validate` (which needs privileges()) does not pay for Jinja2.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(shipped_dir("templates")),
         undefined=jinja2.StrictUndefined,
@@ -424,6 +526,8 @@ def render_hcl(site: Site, name: str, job: api.Job | None = None) -> str:
     else:
         job = job or build_job(site, name)
         title, privs = f"Worker flavour {name} of site {site.name}", privileges(site.flavours[name])
+    import jinja2
+
     try:
         template = _environment().get_template("job.nomad.hcl.j2")
         return template.render(job=job, title=title, privileges=privs)
@@ -468,6 +572,8 @@ def jobspec_files(site: Site, out_dir: Path, fmt: Format = "both") -> dict[Path,
             files[base.with_name(f"{rendered.flavour}.nomad.hcl")] = rendered.hcl
         if fmt in ("json", "both"):
             files[base.with_name(f"{rendered.flavour}.json")] = rendered.json
+    for policy in acl_policies(site):
+        files[out_dir / site.name / "acl" / policy.file_name] = policy.rules
     return files
 
 

@@ -197,10 +197,34 @@ def _task(name: str, body: dict[str, Any]) -> dict[str, Any]:
             }
             for v in mounts_v
         ]
+    if "shutdown_delay" in a:
+        out["ShutdownDelay"] = _dur(a, "shutdown_delay")
     vault = _one(body, "vault")
     if vault is not None:
         v = _attrs(vault)
         out["Vault"] = {"ChangeMode": v["change_mode"], **({"Role": v["role"]} if "role" in v else {})}
+    consul = _one(body, "consul")
+    if consul is not None:
+        out["Consul"] = {k.capitalize(): v for k, v in _attrs(consul).items()}
+    # jobspec2 (parse_job.go) moves the unnamed/"default" identity to Task.Identity and
+    # keeps the named ones in Task.Identities.
+    identities = [_identity(_attrs(b)) for b in _blocks(body, "identity")]
+    default = [i for i in identities if i.get("Name", "default") == "default"]
+    named = [i for i in identities if i.get("Name", "default") != "default"]
+    if default:
+        out["Identity"] = default[0]
+    if named:
+        out["Identities"] = named
+    return out
+
+
+def _identity(a: dict[str, Any]) -> dict[str, Any]:
+    keys = {"name": "Name", "aud": "Audience", "change_mode": "ChangeMode", "env": "Env", "file": "File"}
+    unknown = set(a) - set(keys) - {"ttl"}
+    assert not unknown, f"identity block: attributes this mapper does not know: {sorted(unknown)}"
+    out = {api: a[key] for key, api in keys.items() if key in a}
+    if "ttl" in a:
+        out["TTL"] = _dur(a, "ttl")
     return out
 
 
@@ -310,16 +334,25 @@ def hcl_to_api(text: str) -> dict[str, Any]:
     update = _one(body, "update")
     if update is not None:
         u = _attrs(update)
+        # api.UpdateStrategy: every field optional (Canonicalize fills the rest).
+        durations = {
+            "stagger": "Stagger",
+            "min_healthy_time": "MinHealthyTime",
+            "healthy_deadline": "HealthyDeadline",
+            "progress_deadline": "ProgressDeadline",
+        }
+        plain = {
+            "max_parallel": "MaxParallel",
+            "health_check": "HealthCheck",
+            "auto_revert": "AutoRevert",
+            "auto_promote": "AutoPromote",
+            "canary": "Canary",
+        }
+        unknown = set(u) - set(durations) - set(plain)
+        assert not unknown, f"update block: attributes jobspec2 does not know: {sorted(unknown)}"
         job["Update"] = {
-            "Stagger": _dur(u, "stagger"),
-            "MaxParallel": u["max_parallel"],
-            "HealthCheck": u["health_check"],
-            "MinHealthyTime": _dur(u, "min_healthy_time"),
-            "HealthyDeadline": _dur(u, "healthy_deadline"),
-            "ProgressDeadline": _dur(u, "progress_deadline"),
-            "AutoRevert": u["auto_revert"],
-            "AutoPromote": u["auto_promote"],
-            "Canary": u["canary"],
+            **{api: _dur(u, key) for key, api in durations.items() if key in u},
+            **{api: u[key] for key, api in plain.items() if key in u},
         }
     job["TaskGroups"] = [_group(n, b) for n, b in _labelled(body, "group")]
     return {"Job": job}

@@ -93,7 +93,12 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
     out = tmp_path / "jobspecs"
     first = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out)])
     assert first.exit_code == 0
+    assert sorted(p.name for p in (out / "glasgow" / "acl").iterdir()) == [
+        "autoscaler.consul-policy.hcl",
+        "autoscaler.nomad-policy.hcl",
+    ]
     assert sorted(p.name for p in (out / "glasgow").iterdir()) == [
+        "acl",
         "autoscaler.json",
         "autoscaler.nomad.hcl",
         "burst.json",
@@ -105,12 +110,12 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
         "ephemeral.json",
         "ephemeral.nomad.hcl",
     ]
-    assert first.output.count("wrote") == 10
+    assert first.output.count("wrote") == 12
     second = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--json"])
     assert json.loads(second.output)["written"] == []
     check = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--check"])
     assert check.exit_code == 0
-    assert "10 jobspec file(s) are fresh" in check.output
+    assert "12 jobspec file(s) are fresh" in check.output
 
 
 def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
@@ -131,7 +136,7 @@ def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:
 def test_render_format_json_only(tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--format", "json"]).exit_code == 0
-    assert sorted(p.suffix for p in (out / "glasgow").iterdir()) == [".json"] * 5
+    assert sorted(p.suffix for p in (out / "glasgow").iterdir() if p.is_file()) == [".json"] * 5  # jobs; acl/ too
 
 
 def test_usage_error_exits_2() -> None:

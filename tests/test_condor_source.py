@@ -13,17 +13,9 @@ import classad2
 import htcondor2
 import pytest
 
-from nomadwn.condor import (
-    CondorSettings,
-    Demand,
-    HTCondorSource,
-    JobShape,
-    Supply,
-    Worker,
-    binding_exceptions,
-    fold_worker,
-)
+from nomadwn.condor import CondorSettings, HTCondorSource, binding_exceptions, fold_worker
 from nomadwn.errors import BackendError
+from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker
 
 # ---------------------------------------------------------------------------
 # the fake bindings
@@ -77,6 +69,7 @@ class FakeBindings:
     startds: list[FakeAd] | Exception = field(default_factory=list)
     negotiators: list[FakeAd] = field(default_factory=list)
     collector_error: Exception | None = None
+    startd_errors: dict[str, Exception] = field(default_factory=dict)
     param: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -95,6 +88,12 @@ class FakeBindings:
 
     class DaemonType(enum.Enum):
         Schedd = 3
+        Startd = 4
+
+    class DrainType(enum.Enum):
+        Graceful = 0
+        Quick = 1
+        Fast = 2
 
     class AdType(enum.Enum):
         Startd = 0
@@ -121,11 +120,37 @@ class FakeBindings:
                 bindings.calls.append(("Collector.query", (ad_type, constraint, projection)))
                 if bindings.collector_error is not None:
                     raise bindings.collector_error
+                located = re.fullmatch(r'splitSlotName\(Name\)\[1\] == "(.*)"', constraint)
+                if located:  # locating one startd by name
+                    name = located.group(1)
+                    return [] if name == "unknown" else [FakeAd(Name=f"slot1@{name}", MyAddress="<127.0.0.1:9999>")]
                 if ad_type == bindings.AdType.Negotiator:
                     return bindings.negotiators
                 if isinstance(bindings.startds, Exception):
                     raise bindings.startds
                 return bindings.startds
+
+        class Startd:
+            def __init__(self, location: FakeAd) -> None:
+                self.name = location["Name"].split("@", 1)[1]  # a slot ad: slotN@<startd name>
+
+            def drainJobs(
+                self,
+                drain_type: Any,
+                on_completion: Any = None,
+                check_expr: str | None = None,
+                start_expr: str | None = None,
+                reason: str | None = None,
+            ) -> str:
+                bindings.calls.append(("drainJobs", (self.name, drain_type, on_completion, start_expr, reason)))
+                if self.name in bindings.startd_errors:
+                    raise bindings.startd_errors[self.name]
+                return f"req-{self.name}"
+
+            def cancelDrainJobs(self, request_id: str | None = None) -> None:
+                bindings.calls.append(("cancelDrainJobs", (self.name, request_id)))
+                if self.name in bindings.startd_errors:
+                    raise bindings.startd_errors[self.name]
 
         class Schedd:
             def __init__(self, location: FakeAd) -> None:
@@ -140,6 +165,7 @@ class FakeBindings:
 
         self.Collector = Collector
         self.Schedd = Schedd
+        self.Startd = Startd
 
 
 SETTINGS = CondorSettings(collectors=("cm.example:9618",), timeout=7.5)
@@ -214,12 +240,12 @@ def test_shapes_are_merged_across_schedds_and_expressions_evaluated() -> None:
     )
     demand = source(fake).idle_demand()
     assert demand == Demand(
-        shapes=[JobShape(1, 512, 1000, 7), JobShape(2, 2048, 1000, 2), JobShape(4, 4096, 1000, 3)],
-        schedds=["s1", "s2"],
-        failed_schedds=[],
+        shapes=(JobShape(1, 512, 7, 1000), JobShape(2, 2048, 2, 1000), JobShape(4, 4096, 3, 1000)),
+        schedds=("s1", "s2"),
+        failed_schedds=(),
         taken_at=1234.5,
     )
-    assert demand.complete and demand.total_jobs == 12
+    assert demand.complete and demand.jobs == 12
     queries = [args for name, args in fake.calls if name == "Schedd.query"]
     assert queries == [
         ("s1", "JobStatus == 1", ["JobStatus", "RequestCpus", "RequestMemory", "RequestDisk"], fake.QueryOpt.GroupBy),
@@ -236,7 +262,7 @@ def test_unevaluable_requests_fall_back_to_htcondor_defaults() -> None:
             ]
         }
     )
-    assert source(fake).idle_demand().shapes == [JobShape(cpus=1, memory_mb=2, disk_kb=None, count=4)]
+    assert source(fake).idle_demand().shapes == (JobShape(cpus=1, memory_mb=2, disk_kb=None, count=4),)
 
 
 def test_failed_schedd_is_reported_as_partial_observation() -> None:
@@ -247,9 +273,9 @@ def test_failed_schedd_is_reported_as_partial_observation() -> None:
         }
     )
     demand = source(fake).idle_demand()
-    assert demand.shapes == [JobShape(1, 512, 1000, 5)]
-    assert demand.schedds == ["s1"]
-    assert demand.failed_schedds == ["s2"]
+    assert demand.shapes == (JobShape(1, 512, 5, 1000),)
+    assert demand.schedds == ("s1",)
+    assert demand.failed_schedds == ("s2",)
     assert not demand.complete
     assert demand.errors == {
         "s2": "HTCondor: querying idle jobs at schedd s2 failed: Failed to fetch ads from schedd,"
@@ -260,9 +286,9 @@ def test_failed_schedd_is_reported_as_partial_observation() -> None:
 def test_named_schedds_only_and_missing_named_schedd_is_failed() -> None:
     fake = FakeBindings(schedds={"s1": [group(1, 1, 1)], "s2": [group(5, 1, 1)]})
     demand = source(fake, CondorSettings(schedds=("s1", "gone"))).idle_demand()
-    assert demand.shapes == [JobShape(1, 1, 1000, 1)]
-    assert demand.schedds == ["s1"]
-    assert demand.failed_schedds == ["gone"]
+    assert demand.shapes == (JobShape(1, 1, 1, 1000),)
+    assert demand.schedds == ("s1",)
+    assert demand.failed_schedds == ("gone",)
     assert [a[0] for n, a in fake.calls if n == "Schedd.query"] == ["s1"]
 
 
@@ -291,7 +317,7 @@ def test_negotiated_only_counts_jobs_queued_before_the_last_cycle() -> None:
 def test_negotiated_only_without_negotiator_counts_nothing_but_asks_schedds() -> None:
     fake = FakeBindings(schedds={"s1": []})
     demand = source(fake).idle_demand(negotiated_only=True)
-    assert demand.schedds == ["s1"] and demand.shapes == []
+    assert demand.schedds == ("s1",) and demand.shapes == ()
     assert [a[1] for n, a in fake.calls if n == "Schedd.query"] == ["JobStatus == 1 && QDate < 0"]
 
 
@@ -344,7 +370,7 @@ def test_each_binding_exception_becomes_backend_error(exc: Exception) -> None:
     with pytest.raises(BackendError, match=r"^HTCondor: reading the slots of site glasgow at cm.example:9618 failed: "):
         source(fake).workers("glasgow")
     fake = FakeBindings(schedds={"s1": exc})
-    assert source(fake).idle_demand().failed_schedds == ["s1"]
+    assert source(fake).idle_demand().failed_schedds == ("s1",)
 
 
 def test_other_exceptions_are_not_swallowed() -> None:
@@ -368,7 +394,8 @@ def pslot(alloc: str, *, state: str = "Unclaimed", cpus: int = 8, memory: int = 
         "TotalSlotMemory": 16000,
         "PartitionableSlot": True,
         "SlotType": "Partitionable",
-        "Start": True,
+        # START mentions TARGET (accounting_group does): False in the slot ad alone.
+        "Start": False,
         "NomadAllocId": alloc,
         "NomadJobId": "glasgow-ephemeral",
         "NomadwnSite": "glasgow",
@@ -405,9 +432,14 @@ def test_workers_folds_slots_per_allocation_and_queries_by_site() -> None:
         ]
     )
     supply = source(fake).workers('glas"gow')
-    common = {"job_id": "glasgow-ephemeral", "flavour": "ephemeral", "site": "glasgow", "activity": "Idle"}
+    common: dict[str, Any] = {
+        "job_id": "glasgow-ephemeral",
+        "flavour": "ephemeral",
+        "site": "glasgow",
+        "activity": "Idle",
+    }
     assert supply == Supply(
-        workers=[
+        workers=(
             Worker(
                 alloc_id="a", name="nomadwn-a@host", state="claimed", cpus_total=8, cpus_free=4,
                 memory_total_mb=16000, memory_free_mb=8000, claimed_slots=2, **common,
@@ -416,16 +448,18 @@ def test_workers_folds_slots_per_allocation_and_queries_by_site() -> None:
                 alloc_id="b", name="nomadwn-b@host", state="unclaimed", cpus_total=8, cpus_free=8,
                 memory_total_mb=16000, memory_free_mb=16000, claimed_slots=0, **common,
             ),
-        ],
+        ),
         taken_at=1234.5,
+        count=2,
     )  # fmt: skip
-    assert supply.count("claimed") == 1
+    assert supply.in_state("claimed") == 1
     ((ad_type, constraint, projection),) = [a for n, a in fake.calls if n == "Collector.query"]
     assert ad_type == fake.AdType.Startd
     assert constraint == 'NomadwnSite == "glas\\"gow"'
-    assert {"NomadAllocId", "NomadJobId", "NomadwnSite", "NomadwnFlavour", "State", "Start", "Draining"} <= set(
+    assert {"NomadAllocId", "NomadJobId", "NomadwnSite", "NomadwnFlavour", "State", "StartJobs", "Draining"} <= set(
         projection
     )
+    assert "Start" not in projection, "draining is read from advertised attributes, never from START"
 
 
 @pytest.mark.parametrize(
@@ -437,8 +471,10 @@ def test_workers_folds_slots_per_allocation_and_queries_by_site() -> None:
         ([pslot("a"), dslot("a", 1, state="Preempting")], "unclaimed"),
         ([pslot("a", Draining=True), dslot("a", 1)], "draining"),
         ([pslot("a", state="Drained")], "draining"),
-        ([pslot("a", Start=False), dslot("a", 1)], "draining"),
-        ([pslot("a", Start=FakeValue.Undefined)], "unclaimed"),
+        ([pslot("a", StartJobs=False), dslot("a", 1)], "draining"),
+        ([pslot("a", StartJobs=True)], "unclaimed"),
+        ([pslot("a", StartJobs=FakeValue.Undefined)], "unclaimed"),
+        ([pslot("a", Start=False)], "unclaimed"),
         ([pslot("a", state="Owner")], "other"),
         ([pslot("a", state="Matched")], "other"),
         ([dslot("a", 1)], "claimed"),
@@ -458,8 +494,10 @@ def test_workers_folds_slots_per_allocation_and_queries_by_site() -> None:
         "dynamic-not-claimed",
         "draining-wins-over-claimed",
         "drained",
-        "start-false",
-        "start-undefined-is-not-draining",
+        "startjobs-false",
+        "startjobs-true",
+        "startjobs-undefined-is-not-draining",
+        "start-false-is-not-draining",
         "owner",
         "matched",
         "only-dynamic-seen",
@@ -483,3 +521,72 @@ def test_static_slots_sum_their_resources() -> None:
     )
     assert (worker.cpus_total, worker.cpus_free, worker.memory_total_mb, worker.memory_free_mb) == (3, 1, 300, 100)
     assert worker.claimed_slots == 1 and worker.name == "w"
+
+
+@pytest.mark.parametrize(
+    ("advertised", "healthy"),
+    [({}, None), ({"NomadwnHealthy": True}, True), ({"NomadwnHealthy": False}, False), ({"NomadwnHealthy": "x"}, None)],
+    ids=["absent-is-unknown", "true", "false", "not-a-boolean-is-unknown"],
+)
+def test_health_is_the_advertised_nomadwn_healthy(advertised: dict[str, Any], healthy: bool | None) -> None:
+    (worker,) = source(FakeBindings(startds=[pslot("a", **advertised)])).workers("glasgow").workers
+    assert worker.healthy is healthy
+    assert (worker.spare.cores > 0) is (healthy is not False), "an unhealthy worker is no spare capacity"
+
+
+def test_claimed_children_count_even_without_their_dynamic_ads() -> None:
+    worker = fold_worker("a", [{"Name": "slot1@w", "PartitionableSlot": True, "ChildState": ["Claimed", "Claimed"]}])
+    assert worker.claimed_slots == 2 and not worker.empty
+
+
+def test_a_claimed_partitionable_worker_offers_its_free_cores() -> None:
+    fake = FakeBindings(startds=[pslot("a", cpus=5, memory=12000, ChildState=["Claimed"]), dslot("a", 1)])
+    (worker,) = source(fake).workers("glasgow").workers
+    assert worker.state == "claimed" and (worker.spare.cores, worker.spare.memory_mb) == (5, 12000)
+    fake = FakeBindings(startds=[pslot("a", cpus=5, memory=12000, Draining=True), dslot("a", 1)])
+    (worker,) = source(fake).workers("glasgow").workers
+    assert worker.state == "draining" and (worker.spare.cores, worker.spare.memory_mb) == (0, 0)
+
+
+# ---------------------------------------------------------------------------
+# drain and cancel
+
+
+def test_drain_is_graceful_with_start_false_and_the_reason() -> None:
+    fake = FakeBindings()
+    worker = Worker(alloc_id="a", state="unclaimed", name="nomadwn-a@host")
+    result = source(fake).drain([worker, "nomadwn-b@host", "nomadwn-a@host"], reason="scale-in")
+    assert result == DrainResult(
+        done=("nomadwn-a@host", "nomadwn-b@host"),
+        request_ids={"nomadwn-a@host": "req-nomadwn-a@host", "nomadwn-b@host": "req-nomadwn-b@host"},
+    )
+    assert result.ok
+    drains = [a for n, a in fake.calls if n == "drainJobs"]
+    assert drains == [
+        ("nomadwn-a@host", fake.DrainType.Graceful, None, "False", "scale-in"),
+        ("nomadwn-b@host", fake.DrainType.Graceful, None, "False", "scale-in"),
+    ]
+    locate = next(a for n, a in fake.calls if n == "Collector.query")
+    assert locate == (fake.AdType.Startd, 'splitSlotName(Name)[1] == "nomadwn-a@host"', ["Name", "MyAddress"])
+
+
+def test_drain_reports_each_failure_and_goes_on() -> None:
+    fake = FakeBindings(startd_errors={"bad": FakeHTCondorException("Failed to send DRAIN_JOBS: permission denied")})
+    result = source(fake).drain(["bad", "unknown", "", "good"], reason="r")
+    assert result.done == ("good",) and not result.ok
+    assert result.failed == {
+        "bad": "HTCondor: draining at startd bad failed: Failed to send DRAIN_JOBS: permission denied;"
+        " check that the startd runs and this host has ADMINISTRATOR access to it",
+        "unknown": "HTCondor: the collector at cm.example:9618 lists no slot of startd unknown;"
+        " check the worker's name (nomadwn status) and that it still runs",
+        "": "HTCondor: the worker has no startd name (it has not reached the collector)",
+    }
+
+
+def test_cancel_drain_cancels_every_request_of_the_startd() -> None:
+    fake = FakeBindings(collector_error=None)
+    result = source(fake).cancel_drain(["w1"])
+    assert result == DrainResult(done=("w1",))
+    assert [a for n, a in fake.calls if n == "cancelDrainJobs"] == [("w1", None)]
+    down = FakeBindings(collector_error=FakeHTCondorException("Failed communication with collector."))
+    assert list(source(down).cancel_drain(["w1"]).failed) == ["w1"]

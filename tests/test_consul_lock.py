@@ -17,7 +17,9 @@ import pytest
 import requests
 import responses
 
-from nomadwn.consul import ConsulLock, ConsulSettings, Leadership
+from nomadwn.consul import Leadership
+from nomadwn.consul_lock import ConsulLock
+from nomadwn.consul_settings import ConsulSettings
 from nomadwn.errors import ConsulError
 
 TOKEN: Final = "s3cr3t-7a1c-4e2b-lock-token"

@@ -19,13 +19,13 @@ import responses
 from nomadwn.consul import (
     OUTPUT_LIMIT,
     CheckState,
-    ConsulClient,
-    ConsulSettings,
     ServiceCheck,
     ServiceHealth,
     ServiceInstance,
     worst_state,
 )
+from nomadwn.consul_health import ConsulClient
+from nomadwn.consul_settings import ConsulSettings
 from nomadwn.errors import ConfigError, ConsulError
 
 TOKEN: Final = "s3cr3t-0f1e-4b2c-token"

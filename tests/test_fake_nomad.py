@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from nomadwn.errors import NomadError
-from nomadwn.nomad import DispatchedJob, NomadClient, NomadSettings
+from nomadwn.nomad import DispatchedJob, NomadSettings
+from nomadwn.nomad_client import NomadClient
 from tests.fake_nomad import (
     ENFORCE_INDEX_PREFIX,
     FakeNode,

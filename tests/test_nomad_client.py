@@ -15,7 +15,8 @@ import responses
 from responses import matchers
 
 from nomadwn.errors import NomadError
-from nomadwn.nomad import Allocation, DispatchedJob, NomadClient, NomadSettings
+from nomadwn.nomad import Allocation, DispatchedJob, NomadSettings
+from nomadwn.nomad_client import NomadClient
 from nomadwn.render import build_job
 from nomadwn.sitefile import load_site
 from tests.conftest import EXAMPLE

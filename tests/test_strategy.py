@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nomadwn.autoscale.observation import Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
+from nomadwn.pool import Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.sitefile import parse_site
 from tests.conftest import EXAMPLE
 
@@ -32,12 +32,12 @@ POLICY = Policy(
 
 
 def supply(*states: WorkerState, count: int | None = None, at: float = NOW) -> Supply:
-    workers = tuple(Worker(f"alloc-{i}", i, s) for i, s in enumerate(states))
+    workers = tuple(Worker(alloc_id=f"alloc-{i}", index=i, state=s) for i, s in enumerate(states))
     return Supply(count=len(states) if count is None else count, workers=workers, taken_at=at)
 
 
 def demand(*shapes: tuple[int, int, int], complete: bool = True, at: float = NOW) -> Demand:
-    return Demand(tuple(JobShape(c, m, n) for c, m, n in shapes), complete, at)
+    return Demand(tuple(JobShape(c, m, n) for c, m, n in shapes), at, ("s1",), () if complete else ("s2",))
 
 
 def test_idle_jobs_scale_up_with_ramp_attenuation() -> None:

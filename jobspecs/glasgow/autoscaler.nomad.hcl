@@ -14,6 +14,12 @@ job "glasgow-autoscaler" {
     nomadwn_site = "glasgow"
   }
 
+  constraint {
+    attribute = ""
+    operator  = "distinct_hosts"
+    value     = "true"
+  }
+
   update {
     max_parallel      = 1
     stagger           = "30s"
@@ -75,6 +81,7 @@ job "glasgow-autoscaler" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "30s"
+      shutdown_delay = "5s"
 
       resources {
         cpu        = 200
@@ -84,6 +91,20 @@ job "glasgow-autoscaler" {
       logs {
         max_files     = 5
         max_file_size = 10
+      }
+
+      consul {
+      }
+
+      identity {
+        env         = true
+        change_mode = "restart"
+      }
+
+      identity {
+        name        = "consul_default"
+        aud         = ["consul.io"]
+        ttl         = "1h"
       }
 
       service {
@@ -113,19 +134,6 @@ job "glasgow-autoscaler" {
         change_mode = "restart"
         data        = <<EOT
 {{ with nomadVar "nomad/jobs/glasgow-autoscaler" }}{{ .site_yaml }}{{ end }}
-EOT
-      }
-
-      template {
-        destination = "secrets/tokens.env"
-        perms       = "0600"
-        change_mode = "restart"
-        env         = true
-        data        = <<EOT
-{{ with nomadVar "nomad/jobs/glasgow-autoscaler" }}
-NOMAD_TOKEN={{ .nomad_token }}
-CONSUL_HTTP_TOKEN={{ .consul_token }}
-{{ end }}
 EOT
       }
     }

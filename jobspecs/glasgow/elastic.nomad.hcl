@@ -96,6 +96,7 @@ job "glasgow-elastic" {
 
       kill_signal  = "SIGTERM"
       kill_timeout = "48h10m45s"
+      shutdown_delay = "5s"
 
       resources {
         cores      = 8
@@ -216,6 +217,7 @@ EOT
 #!/bin/sh
 # Rendered by nomadwn: the worker container's start-up.
 set -eu
+sh "$${0%/*}/forward-logs.sh" "$$" &  # HTCondor daemon logs to stdout, until this script ends
 # Job scratch in the allocation directory (the ephemeral disk Nomad reserved).
 execute="$${NOMAD_ALLOC_DIR:-/alloc}/condor/execute"
 mkdir -p "$execute"
@@ -281,6 +283,100 @@ case "$probe" in
   *) echo "warning: the startd answers but the worker is unfit: $probe"; exit 1 ;;
 esac
 echo "passing: the startd answers (StartJobs = $answer) and the probe passes"
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/forward-logs.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: forward HTCondor's daemon logs (master startd starter) to the task's stdout.
+# At most 600 lines a minute (logs.forward_per_minute), cut at 512 bytes.
+parent=$${1:-}
+limit=600
+width=512
+say() { printf '[nomadwn] %s
+' "$*"; }
+paths=$(condor_config_val MASTER_LOG STARTD_LOG STARTER_LOG 2>/dev/null) || {
+  say "log forwarding off: condor_config_val cannot read the HTCondor configuration"
+  exit 0
+}
+state=$(mktemp -d "$${TMPDIR:-/tmp}/nomadwn-logs.XXXXXX") || exit 0
+trap 'rm -rf "$state"' EXIT
+trap 'exit 0' TERM INT HUP
+window=$(date +%s)
+used=0
+dropped=0
+
+# forward PREFIX FILE CAP: print FILE's complete new lines since the last call, while fewer than
+# CAP lines went out this minute (the starters' CAP leaves a quarter for the master and startd).
+forward() {
+  [ -f "$2" ] || return 0
+  key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
+  inode=$(ls -di "$2" | cut -d ' ' -f 1)
+  size=$(wc -c <"$2")
+  old_inode=
+  off=0
+  if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
+  # Renamed away (a new file) or truncated: follow the new one from its start.
+  if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
+  [ "$size" -gt "$off" ] || { echo "$inode $off" >"$state/$key"; return 0; }
+  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  lines=$(wc -l <"$state/chunk")
+  # Wait for a line's end, unless the unfinished line is already far too long.
+  if [ "$lines" -eq 0 ]; then
+    [ "$((size - off))" -gt 65536 ] || return 0
+    echo >>"$state/chunk"
+    lines=1
+  fi
+  echo "$inode $((off + $(head -n "$lines" "$state/chunk" | wc -c)))" >"$state/$key"
+  room=$(($3 - used))
+  [ "$room" -gt 0 ] || { dropped=$((dropped + lines)); return 0; }
+  if [ "$lines" -gt "$room" ]; then dropped=$((dropped + lines - room)); lines=$room; fi
+  used=$((used + lines))
+  head -n "$lines" "$state/chunk" | cut -b "1-$width" | while IFS= read -r line; do
+    printf '%s %s
+' "$1" "$line"
+  done
+}
+
+report() {
+  [ "$dropped" -eq 0 ] ||
+    say "$dropped HTCondor log lines not forwarded (limit $limit a minute); all are in $(dirname "$1") in the container"
+}
+
+pass() {
+  set -- $paths
+  forward "[master]" "$1" "$limit"
+  shift
+  forward "[startd]" "$1" "$limit"
+  shift
+  for f in "$1" "$1".*; do
+    case $f in *.old | *'*') continue ;; esac
+    suffix=$${f#"$1"}
+    forward "[starter$${suffix}]" "$f" "$((limit - limit / 4))"
+  done
+  shift
+}
+
+while :; do
+  pass
+  now=$(date +%s)
+  if [ "$((now - window))" -ge 60 ]; then
+    report $paths
+    window=$now
+    used=0
+    dropped=0
+  fi
+  if [ -n "$parent" ] && ! kill -0 "$parent" 2>/dev/null; then
+    pass
+    report $paths
+    exit 0
+  fi
+  sleep 1
+done
 EOT
       }
 

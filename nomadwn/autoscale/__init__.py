@@ -1,5 +1,5 @@
 """The autoscaler: observe HTCondor demand and worker supply, decide, act on Nomad.
 
-``observation`` holds the value types every part shares (no client library);
-``strategy`` is the pure decision function.
+The value types every part shares live in :mod:`nomadwn.pool` (no client library);
+``strategy`` is the pure decision function and ``loop`` the observe/decide/act step.
 """

@@ -38,20 +38,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nomadwn.autoscale.observation import Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
-from nomadwn.condor import CondorSource
-from nomadwn.condor import Demand as CondorDemand
-from nomadwn.condor import Supply as CondorSupply
-from nomadwn.consul import Leadership
 from nomadwn.errors import BackendError, ConfigError, FieldProblem, NomadError
-from nomadwn.metrics import WORKER_STATES, AutoscalerMetrics
+from nomadwn.metrics import AutoscalerMetrics
 from nomadwn.model import Site, dispatched
-from nomadwn.nomad import Allocation, NomadAPI
+from nomadwn.pool import WORKER_STATES, Capacity, Demand, Observation, Supply, Worker
 from nomadwn.render import GROUP, REASON_META
 from nomadwn.units import duration_seconds
+
+if TYPE_CHECKING:  # protocols only: the loop itself loads no client library
+    from nomadwn.condor import CondorSource
+    from nomadwn.consul import Leadership
+    from nomadwn.nomad import Allocation, NomadAPI
 
 log = logging.getLogger("nomadwn.autoscale")
 
@@ -91,44 +91,71 @@ class _FlavourState:
     next_due: float = 0.0
 
 
-def _worker_state(raw: str) -> WorkerState:
-    # "other" (Owner, Matched, Preempting, ...) is neither spare nor removable: treat it as claimed.
-    return raw if raw in ("unclaimed", "claimed", "draining") else "claimed"  # type: ignore[return-value]
+def _joined(seen: Worker, index: int, flavour: str) -> Worker:
+    """HTCondor's view of a worker, with its place in Nomad (its allocation name index)."""
+    return Worker(
+        alloc_id=seen.alloc_id,
+        state=seen.state,
+        name=seen.name,
+        flavour=flavour,
+        site=seen.site,
+        job_id=seen.job_id,
+        index=index,
+        activity=seen.activity,
+        cpus_total=seen.cpus_total,
+        cpus_free=seen.cpus_free,
+        memory_total_mb=seen.memory_total_mb,
+        memory_free_mb=seen.memory_free_mb,
+        claimed_slots=seen.claimed_slots,
+        healthy=seen.healthy,
+    )
+
+
+def _starting(alloc_id: str, index: int, flavour: str, size: Capacity) -> Worker:
+    return Worker(
+        alloc_id=alloc_id,
+        state="starting",
+        flavour=flavour,
+        index=index,
+        cpus_total=size.cores,
+        cpus_free=size.cores,
+        memory_total_mb=size.memory_mb,
+        memory_free_mb=size.memory_mb,
+    )
 
 
 def join_service(
-    count: int, allocations: list[Allocation], workers: CondorSupply, flavour: str, taken_at: float
+    count: int,
+    allocations: list[Allocation],
+    workers: Supply,
+    flavour: str,
+    taken_at: float,
+    size: Capacity,
 ) -> Supply:
-    """A service flavour's supply: its live allocations, each with its startd's state.
+    """A service flavour's supply: its live allocations, each with its startd's view.
 
-    An allocation not (yet) in the collector is *starting*; so is each placement Nomad
-    still owes (count above the live allocations), so that a full cluster does not make
-    the autoscaler ask for ever more.
+    An allocation not (yet) in the collector is *starting*, with the flavour's worker
+    ``size`` free; so is each placement Nomad still owes (count above the live
+    allocations), so that a full cluster does not make the autoscaler ask for ever more.
     """
     by_alloc = {w.alloc_id: w for w in workers.workers if w.flavour in ("", flavour)}
     out: list[Worker] = []
-    live = [a for a in allocations if a.desired_status == "run" and a.client_status in _LIVE]
-    for a in live:
+    for a in allocations:
+        if a.desired_status != "run" or a.client_status not in _LIVE:
+            continue
+        index = -1 if a.index is None else a.index
         seen = by_alloc.get(a.id)
-        state: WorkerState = "starting" if seen is None else _worker_state(seen.state)
-        out.append(Worker(alloc_id=a.id, index=-1 if a.index is None else a.index, state=state))
-    for i in range(max(0, count - len(live))):
-        out.append(Worker(alloc_id=f"(unplaced {i + 1})", index=-1, state="starting"))
-    return Supply(count=count, workers=tuple(out), taken_at=min(taken_at, workers.taken_at))
+        out.append(_starting(a.id, index, flavour, size) if seen is None else _joined(seen, index, flavour))
+    for i in range(max(0, count - len(out))):
+        out.append(_starting(f"(unplaced {i + 1})", -1, flavour, size))
+    return Supply(workers=tuple(out), taken_at=min(taken_at, workers.taken_at), count=count)
 
 
-def join_batch(live: int, workers: CondorSupply, flavour: str, taken_at: float) -> Supply:
-    """A dispatched batch flavour's supply: ``live`` workers Nomad runs or will run, by state."""
-    seen = [w for w in workers.workers if w.flavour == flavour]
-    out = [Worker(alloc_id=w.alloc_id, index=-1, state=_worker_state(w.state)) for w in seen[:live]]
-    out += [Worker(alloc_id=f"(starting {i + 1})", index=-1, state="starting") for i in range(live - len(out))]
-    return Supply(count=live, workers=tuple(out), taken_at=min(taken_at, workers.taken_at))
-
-
-def to_demand(raw: CondorDemand) -> Demand:
-    """The strategy's view of HTCondor's idle demand."""
-    shapes = tuple(JobShape(cpus=s.cpus, memory_mb=s.memory_mb, count=s.count) for s in raw.shapes)
-    return Demand(shapes=shapes, complete=raw.complete, taken_at=raw.taken_at)
+def join_batch(live: int, workers: Supply, flavour: str, taken_at: float, size: Capacity) -> Supply:
+    """A dispatched batch flavour's supply: ``live`` workers Nomad runs or will run."""
+    out = [w for w in workers.workers if w.flavour == flavour][:live]
+    out += [_starting(f"(starting {i + 1})", -1, flavour, size) for i in range(live - len(out))]
+    return Supply(workers=tuple(out), taken_at=min(taken_at, workers.taken_at), count=live)
 
 
 def _supply_text(supply: Supply | None) -> str:
@@ -259,8 +286,8 @@ class Autoscaler:
                 continue
             for schedd, why in sorted(raw.errors.items()):
                 self._error("condor", why, errors, schedd=schedd)
-            demands[req] = to_demand(raw)
-        workers: CondorSupply | None
+            demands[req] = raw
+        workers: Supply | None
         try:
             workers = self.condor.workers(self.site.name)
         except BackendError as exc:
@@ -277,17 +304,18 @@ class Autoscaler:
             out[name] = Observation(demand=demands[self.states[name].requirements], supply=supply)
         return out, errors
 
-    def _supply(self, name: str, workers: CondorSupply) -> Supply:
+    def _supply(self, name: str, workers: Supply) -> Supply:
         job_id = self.site.job_id(name)
         taken_at = self.clock()
+        size = self.states[name].policy.size
         if dispatched(self.site.flavours[name]):
             live = sum(child.live for child in self.nomad.dispatched(job_id))
-            return join_batch(live, workers, name, taken_at)
+            return join_batch(live, workers, name, taken_at, size)
         job = self.nomad.job(job_id)
         if job is None:
             raise NomadError(f"Nomad has no job {job_id}; deploy the flavour first (nomadwn deploy SITE {name})")
         allocations = self.nomad.allocations(job_id).value
-        return join_service(job.counts.get(GROUP, 0), allocations, workers, name, taken_at)
+        return join_service(job.counts.get(GROUP, 0), allocations, workers, name, taken_at, size)
 
     # ---- act -----------------------------------------------------------------------------
 

@@ -26,8 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from nomadwn.autoscale.observation import Demand, JobShape, Observation
 from nomadwn.model import Flavour
+from nomadwn.pool import Capacity, Demand, JobShape, Observation
 from nomadwn.units import duration_seconds
 
 Direction = Literal["up", "down", "none"]
@@ -57,6 +57,11 @@ class Policy:
             raise ValueError("a worker has at least one core and 1 MiB of memory")
         if self.max_scale_up < 1 or self.max_scale_down < 0 or self.ramp < 1:
             raise ValueError("need max_scale_up >= 1, max_scale_down >= 0 and ramp >= 1")
+
+    @property
+    def size(self) -> Capacity:
+        """One worker's cores and memory."""
+        return Capacity(self.worker_cores, self.worker_memory_mb)
 
     def fits(self, shape: JobShape) -> bool:
         """Whether one job of ``shape`` fits one worker of this flavour."""

@@ -24,7 +24,8 @@ from typing import Any, Final
 import pytest
 import yaml
 
-from nomadwn.nomad import NomadClient, NomadSettings
+from nomadwn.nomad import NomadSettings
+from nomadwn.nomad_client import NomadClient
 from nomadwn.render import build_job
 from nomadwn.sitefile import parse_site
 from tests.fake_nomad import FakeNomad

@@ -27,7 +27,8 @@ import yaml
 from nomadwn.autoscale.loop import Autoscaler, StepReport
 from nomadwn.condor import CondorSettings, HTCondorSource
 from nomadwn.model import Site
-from nomadwn.nomad import NomadClient, NomadSettings
+from nomadwn.nomad import NomadSettings
+from nomadwn.nomad_client import NomadClient
 from nomadwn.render import build_job
 from nomadwn.sitefile import parse_site
 from tests.fake_nomad import FakeNomad

@@ -30,7 +30,9 @@ from typing import Any, Final
 import pytest
 import requests
 
-from nomadwn.consul import CheckState, ConsulClient, ConsulSettings, ServiceCheck, ServiceHealth, ServiceInstance
+from nomadwn.consul import CheckState, ServiceCheck, ServiceHealth, ServiceInstance
+from nomadwn.consul_health import ConsulClient
+from nomadwn.consul_settings import ConsulSettings
 from nomadwn.errors import ConsulError
 from tests.peers import ConsulAgent
 

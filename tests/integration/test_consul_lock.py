@@ -25,7 +25,8 @@ from typing import IO, Any, Final
 import pytest
 import requests
 
-from nomadwn.consul import ConsulLock, ConsulSettings
+from nomadwn.consul_lock import ConsulLock
+from nomadwn.consul_settings import ConsulSettings
 from tests.peers import REPO_ROOT, ConsulAgent
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,8 @@ PROCESSING: Final = 0.25
 # The leader as its own process: one JSON line per hold(), with when that hold() began.
 CHILD: Final = """
 import json, sys, time
-from nomadwn.consul import ConsulLock, ConsulSettings
+from nomadwn.consul_lock import ConsulLock
+from nomadwn.consul_settings import ConsulSettings
 from nomadwn.errors import ConsulError
 
 address, key, holder, ttl = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])

@@ -59,7 +59,16 @@ from typing import IO, Any, Final
 import pytest
 import yaml
 
-from nomadwn.autopilot import WRAPPER_REFUSED, condor_config, health_script, job_wrapper, probe_script, start_script
+from nomadwn.autopilot import (
+    LOG_FORWARDER,
+    WRAPPER_REFUSED,
+    condor_config,
+    health_script,
+    job_wrapper,
+    log_forwarder,
+    probe_script,
+    start_script,
+)
 from nomadwn.model import Site, shutdown_plan
 from nomadwn.render import build_job
 from nomadwn.sitefile import parse_site
@@ -357,6 +366,8 @@ def make_worker(
     config.write_text(base + rendered, encoding="utf-8")
     config.chmod(0o644)
     (host_dir / "start.sh").write_text(start_script(site.flavours[flavour]), encoding="utf-8")
+    # Next to start.sh, as in the task directory (start.sh runs it from its own directory).
+    (host_dir / LOG_FORWARDER).write_text(log_forwarder(site.flavours[flavour]), encoding="utf-8")
     env = {
         "CONDOR_CONFIG": str(inner_dir / "condor_config"),
         "NOMAD_ALLOC_ID": alloc_id,
@@ -567,7 +578,38 @@ def test_nomad_stop_signal_reaches_the_master_through_start_script(pool: CondorP
         code = w.wait_exit(time.monotonic() + kill_timeout)
         assert code == 0, f"exit {code} within kill_timeout ({kill_timeout:.0f}s):\n{w.diagnostics()}"
         assert "Got SIGTERM" in w.log("MasterLog") or "shutdown" in w.log("MasterLog").lower(), w.diagnostics()
+        # The log forwarder follows start.sh within a second (in a container PID 1's exit ends it at once).
+        deadline = time.monotonic() + 5
+        while _pids_with_env(w.marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert _pids_with_env(w.marker) == [], "daemons outlived the worker's main process"
+
+
+# ---------------------------------------------------------------------------
+# e. logs where Nomad shows them
+
+
+@pytest.mark.integration
+def test_worker_stdout_carries_its_htcondor_daemon_logs(worker: Worker) -> None:
+    """The task's stdout (what `nomad alloc logs` shows) carries the StartLog and MasterLog lines, prefixed."""
+    width = 512  # the forwarder cuts lines to LOG_LINE_BYTES
+
+    def forwarded(prefix: str) -> list[str]:
+        out = (worker.host_dir / "master.out").read_text(errors="replace")
+        return [line.removeprefix(prefix) for line in out.splitlines() if line.startswith(prefix)]
+
+    start_log = [line[:width] for line in worker.log("StartLog").splitlines() if line.strip()]
+    assert len(start_log) > 10, worker.diagnostics()
+    deadline = time.monotonic() + 15
+    while not set(start_log) <= set(forwarded("[startd] ")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    missing = [line for line in start_log if line not in set(forwarded("[startd] "))]
+    assert missing == [], worker.diagnostics()
+    # In order, and each line once.
+    got = forwarded("[startd] ")
+    assert got[: len(start_log)] == start_log
+    master_log = [line[:width] for line in worker.log("MasterLog").splitlines() if line.strip()]
+    assert master_log[:5] == forwarded("[master] ")[:5], worker.diagnostics()
 
 
 # ---------------------------------------------------------------------------

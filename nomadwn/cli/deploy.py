@@ -1,0 +1,218 @@
+"""Nomad commands that change jobs: ``plan``, ``deploy``, ``promote``, ``rollback`` and ``stop``.
+
+Each builds the real Nomad client inside its body (:func:`~nomadwn.cli._common.nomad_client`),
+so python-nomad and requests are imported only when a command talks to Nomad.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from nomadwn.cli._common import (
+    AddrOpt,
+    FlavourArg,
+    FlavoursArg,
+    NamespaceOpt,
+    RegionOpt,
+    SiteArg,
+    handled,
+    nomad_client,
+    say,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from rich.status import Status
+
+    from nomadwn.deploy import FlavourPlan
+    from nomadwn.watch import Progress
+
+
+def _print_plan(planned: FlavourPlan) -> None:
+    plan = planned.plan
+    if not plan.changed:
+        say(f"{planned.flavour} ({planned.job.ID}): no change")
+        return
+    updates = ", ".join(f"{k} {v}" for g in plan.desired_updates.values() for k, v in sorted(g.items()) if v)
+    headline = f"{planned.flavour} ({planned.job.ID}): {plan.diff_type.lower()}"
+    say(headline + (f" ({updates})" if updates else ""), style="yellow")
+    for line in plan.changes:
+        say(f"    {line}")
+    for problem in planned.placement_problems:
+        say(f"    placement: {problem}", style="red")
+    if plan.warnings:
+        say(f"    warnings: {plan.warnings}", style="yellow")
+
+
+def _plan(
+    site_file: Path, flavours: list[str] | None, address: str | None, namespace: str | None, region: str | None
+) -> None:
+    from nomadwn.deploy import plan_site
+    from nomadwn.sitefile import load_site
+
+    site = load_site(site_file)
+    plans = plan_site(site, nomad_client(address, namespace, region), flavours or [])
+    for planned in plans:
+        _print_plan(planned)
+    if any(p.plan.changed for p in plans):
+        raise typer.Exit(1)
+
+
+def plan(
+    site_file: SiteArg,
+    flavours: FlavoursArg = None,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Show what deploying would change (exit 0 no change, 1 changes, 255 error)."""
+    handled(_plan, error_code=255)(site_file, flavours, address, namespace, region)
+
+
+class _ProgressView:
+    """Live progress: a rich status line on a terminal, plain lines otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self._status: Status | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self._status is not None:
+            from rich.text import Text
+
+            self._status.update(Text(progress.line()))
+        else:
+            typer.echo(progress.line())
+
+    @contextlib.contextmanager
+    def showing(self, what: str) -> Iterator[None]:
+        """Show a live status line while ``what`` is watched (on a terminal only)."""
+        from rich.console import Console
+        from rich.text import Text
+
+        out = Console(highlight=False, soft_wrap=True)
+        if not out.is_terminal:
+            yield
+            return
+        with out.status(Text(what)) as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
+
+
+@handled
+def deploy(
+    site_file: SiteArg,
+    flavours: FlavoursArg = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Register and return without watching.")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", help="How long to watch each flavour, e.g. 10m.")] = "10m",
+    auto_promote: Annotated[
+        bool, typer.Option("--auto-promote", help="Promote canaries once they are healthy.")
+    ] = False,
+    min_running: Annotated[
+        str, typer.Option("--min-running", help="System/batch jobs: how long workers must keep running to be healthy.")
+    ] = "10s",
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict."""
+    from nomadwn.deploy import deploy_flavour, plan_site
+    from nomadwn.sitefile import load_site
+    from nomadwn.watch import Watcher
+
+    timeout_s = seconds(timeout, "--timeout")
+    min_running_s = seconds(min_running, "--min-running")
+    site = load_site(site_file)
+    nomad = nomad_client(address, namespace, region)
+    view = _ProgressView()
+    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, min_running=min_running_s)
+    worst = 0
+    for planned in plan_site(site, nomad, flavours or []):
+        _print_plan(planned)
+        with view.showing(f"watching {planned.job.ID}"):
+            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
+        if not result.changed:
+            continue
+        if result.verdict is None:
+            say(f"{planned.flavour}: registered {result.job_id}; not watching (--detach)")
+            continue
+        verdict = result.verdict
+        style = "green" if verdict.exit_code == 0 else "red"
+        say(f"{planned.flavour}: {verdict.outcome}: {verdict.summary}", style=style)
+        for reason in verdict.reasons:
+            say(f"    {reason}", style=style)
+        worst = max(worst, verdict.exit_code)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _job_id(site_file: Path, flavour: str) -> str:
+    from nomadwn.deploy import select_flavours
+    from nomadwn.sitefile import load_site
+
+    site = load_site(site_file)
+    select_flavours(site, [flavour])
+    return site.job_id(flavour)
+
+
+@handled
+def promote(
+    site_file: SiteArg,
+    flavour: FlavourArg,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Promote the canaries of a flavour's running deployment."""
+    job_id = _job_id(site_file, flavour)
+    nomad = nomad_client(address, namespace, region)
+    deployment = nomad.latest_deployment(job_id).value
+    if deployment is None or deployment.status != "running":
+        say(f"error: {job_id} has no running deployment to promote", style="red", stderr=True)
+        raise typer.Exit(1)
+    nomad.promote(deployment.id)
+    say(f"promoted deployment {deployment.id} of {job_id}")
+
+
+@handled
+def rollback(
+    site_file: SiteArg,
+    flavour: FlavourArg,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Revert a flavour's job to its previous stable version."""
+    from nomadwn.deploy import previous_stable_version
+
+    job_id = _job_id(site_file, flavour)
+    nomad = nomad_client(address, namespace, region)
+    current = nomad.job(job_id)
+    target = previous_stable_version(nomad, job_id, current.type if current else "service")
+    if current is None or target is None:
+        say(f"error: {job_id} has no earlier stable version to roll back to", style="red", stderr=True)
+        raise typer.Exit(1)
+    nomad.revert(job_id, target, enforce_prior_version=current.version)
+    say(f"reverted {job_id} from version {current.version} to version {target}")
+
+
+@handled
+def stop(
+    site_file: SiteArg,
+    flavour: FlavourArg,
+    purge: Annotated[bool, typer.Option("--purge", help="Also forget the job and its history.")] = False,
+    address: AddrOpt = None,
+    namespace: NamespaceOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Stop a flavour's job (its workers shut down gracefully within kill_timeout)."""
+    job_id = _job_id(site_file, flavour)
+    eval_id = nomad_client(address, namespace, region).stop(job_id, purge=purge)
+    say(f"stopped {job_id}" + (" and purged it" if purge else "") + (f" (evaluation {eval_id})" if eval_id else ""))
