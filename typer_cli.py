@@ -8,7 +8,8 @@ Each command lives in a module of :mod:`nomadwn.cli`, one per verb or area:
 * ``nomadwn/cli/site.py``: ``init``, ``validate``, ``render``;
 * ``nomadwn/cli/deploy.py``: ``plan``, ``deploy``, ``promote``, ``rollback``, ``stop``;
 * ``nomadwn/cli/status.py``: ``status``;
-* ``nomadwn/cli/autoscale.py``: ``autoscale``.
+* ``nomadwn/cli/autoscale.py``: ``autoscale``;
+* ``nomadwn/cli/drain.py``: ``drain``.
 
 To add a verb: write ``nomadwn/cli/<area>.py`` with a function decorated ``@handled``
 (its docstring is the command's help), then add one registration line below:
@@ -46,7 +47,7 @@ from typing import Annotated
 import typer
 
 from nomadwn import __version__
-from nomadwn.cli import autoscale, deploy, site, status
+from nomadwn.cli import autoscale, deploy, drain, site, status
 
 app = typer.Typer(
     name="nomadwn",
@@ -83,6 +84,7 @@ app.command()(deploy.rollback)
 app.command()(deploy.stop)
 app.command()(status.status)
 app.command()(autoscale.autoscale)
+app.command()(drain.drain)
 
 
 def main() -> None:

@@ -727,7 +727,7 @@ def shutdown_plan(site: Site, name: str) -> ShutdownPlan:
     else:
         kill_timeout = needed  # validate refuses it when it exceeds the cap
     effective = min(kill_timeout, cap)
-    covered = effective >= needed and life.kill_signal == "SIGTERM" and life.retirement is not None
+    covered = effective >= needed and life.kill_signal == "SIGTERM" and bool(life.retirement)
     master = r + v + 2 * s
     if effective < needed:
         # HTCondor must give up (a clean eviction) before Nomad's SIGKILL lands.
@@ -794,7 +794,7 @@ def _payload_loss(site: Site, name: str, plan: ShutdownPlan) -> str:
         return (
             f"kill_signal {life.kill_signal} is HTCondor's fast shutdown: a Nomad stop kills running payloads at once"
         )
-    if life.retirement is None:
+    if not life.retirement:
         return "with no retirement, any stop (Nomad's, max_age, a drain) evicts running payloads at once"
     killed = duration_text(min(plan.kill_timeout, cap))
     return (
@@ -827,12 +827,12 @@ def shutdown_problems(site: Site, name: str) -> list[FieldProblem]:
         out.append(
             FieldProblem(f"{at}.kill_signal", f"{_payload_loss(site, name, plan)}; use SIGTERM (graceful), {accept}")
         )
-    elif life.retirement is None:
+    elif not life.retirement:
         out.append(
             FieldProblem(
                 f"{at}.retirement",
-                f"not set: {_payload_loss(site, name, plan)}; set it to the longest run time your payloads need "
-                f"(such as 48h) and raise max_kill_timeout to match, {accept}",
+                f"not set (or 0s): {_payload_loss(site, name, plan)}; set it to the longest run time your payloads "
+                f"need (such as 48h) and raise max_kill_timeout to match, {accept}",
             )
         )
     elif life.kill_timeout is not None and life.kill_timeout < plan.needed_kill_timeout:
@@ -846,14 +846,14 @@ def shutdown_problems(site: Site, name: str) -> list[FieldProblem]:
         )
     elif plan.needed_kill_timeout > cap:
         fits = longest_retirement(cap)
+        lower = f"or lower {at}.retirement to at most {duration_text(fits)}, " if fits else ""
         out.append(
             FieldProblem(
                 f"{at}.retirement",
                 f"{_payload_loss(site, name, plan)} (nomad.max_kill_timeout is {duration_text(cap)}; "
                 f"retirement {duration_text(plan.retirement)} needs kill_timeout {needed}): set max_kill_timeout "
                 f'= "{needed}" or more in the client block of every Nomad client that runs this flavour and '
-                f"nomad.max_kill_timeout to match, or lower {at}.retirement to at most {duration_text(fits)}, "
-                f"{accept}",
+                f"nomad.max_kill_timeout to match, {lower}{accept}",
             )
         )
     return out

@@ -167,6 +167,7 @@ def site_for(
     flavour_name: str = FLAVOUR,
     max_kill_timeout: str | None = None,
     health_interval: str = "2s",
+    overrides: dict[str, Any] | None = None,
 ) -> Site:
     """The example site, pointed at ``pool``, with a small flavour ``flavour_name``.
 
@@ -174,6 +175,33 @@ def site_for(
     no job wrapper). Every other setting is the example's, so the shutdown knobs are
     derived by the same code from the (short, scaled) ``lifespan`` given here.
     """
+    return parse_site(
+        site_data(
+            pool,
+            lifespan=lifespan,
+            extra_config=extra_config,
+            cvmfs=cvmfs,
+            flavour_name=flavour_name,
+            max_kill_timeout=max_kill_timeout,
+            health_interval=health_interval,
+            overrides=overrides,
+        ),
+        source="test site",
+    )
+
+
+def site_data(
+    pool: CondorPool,
+    *,
+    lifespan: dict[str, str],
+    extra_config: dict[str, str] | None = None,
+    cvmfs: FakeCvmfs | None = None,
+    flavour_name: str = FLAVOUR,
+    max_kill_timeout: str | None = None,
+    health_interval: str = "2s",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The site file data behind :func:`site_for` (to write it out for the CLI)."""
     data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     htcondor = data["defaults"]["htcondor"]
     htcondor["collector"] = [pool.collector]
@@ -192,7 +220,8 @@ def site_for(
     flavour["cvmfs"] = {"mode": "bind"}
     # As fast as the pool's own cycles (the base's UPDATE_INTERVAL is overridden by the render).
     flavour["lifespan"] = {"check_interval": "5s", **lifespan}
-    return parse_site(data, source="test site")
+    flavour.update(overrides or {})
+    return data
 
 
 @dataclass
