@@ -9,7 +9,8 @@ Each command lives in a module of :mod:`nomadwn.cli`, one per verb or area:
 * ``nomadwn/cli/deploy.py``: ``plan``, ``deploy``, ``promote``, ``rollback``, ``stop``;
 * ``nomadwn/cli/status.py``: ``status``;
 * ``nomadwn/cli/autoscale.py``: ``autoscale``;
-* ``nomadwn/cli/drain.py``: ``drain``.
+* ``nomadwn/cli/drain.py``: ``drain``;
+* ``nomadwn/cli/simulate.py``: ``simulate``.
 
 To add a verb: write ``nomadwn/cli/<area>.py`` with a function decorated ``@handled``
 (its docstring is the command's help), then add one registration line below:
@@ -47,7 +48,7 @@ from typing import Annotated
 import typer
 
 from nomadwn import __version__
-from nomadwn.cli import autoscale, deploy, drain, site, status
+from nomadwn.cli import autoscale, deploy, drain, simulate, site, status
 
 app = typer.Typer(
     name="nomadwn",
@@ -85,6 +86,7 @@ app.command()(deploy.stop)
 app.command()(status.status)
 app.command()(autoscale.autoscale)
 app.command()(drain.drain)
+app.command()(simulate.simulate)
 
 
 def main() -> None:

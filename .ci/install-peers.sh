@@ -2,6 +2,8 @@
 # Install the real peers the integration tests talk to:
 #   * Consul 1.8.7 (Debian bullseye's .deb, unpacked, no host apt changes)
 #   * HTCondor 23.9 (Debian trixie, in a debootstrapped minbase chroot)
+#   * Prometheus 2.24 and promtool (Debian bullseye's prometheus .deb, unpacked, no service
+#     installed), which check and run the rendered Prometheus scrape config
 #
 # Target directory: $NOMADWN_PEERS_DIR, default <repo>/.peers (a relative
 # NOMADWN_PEERS_DIR is taken relative to the repository root).
@@ -18,6 +20,8 @@ esac
 
 CONSUL_SUITE="bullseye"
 CONDOR_SUITE="trixie"
+# Bookworm's and trixie's builds have no Consul service discovery (Debian dropped it with Consul).
+PROMETHEUS_SUITE="bullseye"
 KEYRING="/usr/share/keyrings/debian-archive-keyring.gpg"
 FALLBACK_MIRROR="http://deb.debian.org/debian"
 
@@ -100,13 +104,70 @@ install_consul() {
   log "consul: installed $(basename "$deb") in $(( $(date +%s) - t ))s"
 }
 
+# --- promtool ----------------------------------------------------------------
+# `apt-get install prometheus` would install and start a service: unpack the .deb instead.
+# Installed means: promtool runs and accepts consul_sd_configs.
+promtool_has_consul_sd() {
+  local bin="$1" probe
+  probe="$(mktemp "$PEERS_DIR/.promtool-probe.XXXXXX")"
+  printf 'scrape_configs:\n- job_name: probe\n  consul_sd_configs:\n  - server: localhost:8500\n' >"$probe"
+  local ok=0
+  "$bin" check config "$probe" >/dev/null 2>&1 || ok=1
+  rm -f "$probe"
+  return "$ok"
+}
+install_promtool() {
+  local dest="$PEERS_DIR/prometheus" bin="$PEERS_DIR/prometheus/usr/bin/promtool"
+  if [ -x "$bin" ] && promtool_has_consul_sd "$bin"; then
+    ln -sfn ../prometheus/usr/bin/promtool "$PEERS_DIR/bin/promtool"
+    ln -sfn ../prometheus/usr/bin/prometheus "$PEERS_DIR/bin/prometheus"
+    log "promtool: already installed ($("$bin" --version 2>&1 | head -n1)), skipping"
+    return 0
+  fi
+  local t=$(date +%s)
+  log "promtool: downloading prometheus from $PROMETHEUS_SUITE"
+  local work
+  work="$(mktemp -d "$PEERS_DIR/.apt-prometheus.XXXXXX")"
+  PROMETHEUS_WORK="$work"
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/dl"
+  printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$PROMETHEUS_SUITE" >"$work/sources.list"
+  local -a aptopts=(
+    -o "Dir::Etc::sourcelist=$work/sources.list"
+    -o "Dir::Etc::sourceparts=-"
+    -o "Dir::State::Lists=$work/lists"
+    -o "Dir::Cache=$work/cache"
+    -o "Dir::Cache::pkgcache="
+    -o "Dir::Cache::srcpkgcache="
+    -o "APT::Sandbox::User=root"
+    -o "Acquire::Check-Valid-Until=false"
+    -o "Acquire::Languages=none"
+  )
+  apt-get -q "${aptopts[@]}" update >"$work/update.log" 2>&1 \
+    || { cat "$work/update.log" >&2; die "promtool: apt-get update ($PROMETHEUS_SUITE) failed"; }
+  (cd "$work/dl" && apt-get -q "${aptopts[@]}" download prometheus) >"$work/download.log" 2>&1 \
+    || { cat "$work/download.log" >&2; die "promtool: apt-get download prometheus failed"; }
+  local deb
+  deb="$(ls "$work"/dl/prometheus_*.deb)"
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  dpkg-deb -x "$deb" "$dest"
+  promtool_has_consul_sd "$bin" || die "promtool: the unpacked promtool does not run or lacks Consul discovery"
+  ln -sfn ../prometheus/usr/bin/promtool "$PEERS_DIR/bin/promtool"
+  ln -sfn ../prometheus/usr/bin/prometheus "$PEERS_DIR/bin/prometheus"
+  rm -rf "$work"
+  PROMETHEUS_WORK=""
+  log "promtool: installed $(basename "$deb") in $(( $(date +%s) - t ))s"
+}
+
 # --- HTCondor ----------------------------------------------------------------
 CHROOT="$PEERS_DIR/condor-root"
 PROC_MOUNTED=0
 CONSUL_WORK=""
+PROMETHEUS_WORK=""
 on_exit() {
   cleanup_chroot
   if [ -n "$CONSUL_WORK" ]; then rm -rf "$CONSUL_WORK"; fi
+  if [ -n "$PROMETHEUS_WORK" ]; then rm -rf "$PROMETHEUS_WORK"; fi
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
@@ -193,6 +254,7 @@ finalize_condor() {
 }
 
 install_consul
+install_promtool
 install_condor
 finalize_condor
 log "done in $(( $(date +%s) - T0 ))s"

@@ -12,11 +12,13 @@ the blocking query woke on the change rather than timing out.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import threading
 import time
 from pathlib import Path
 
+from nomadwn.deploy import rollout_of
 from nomadwn.nomad import Allocation, NomadSettings
 from nomadwn.nomad_client import NomadClient
 from nomadwn.render import build_job
@@ -39,9 +41,13 @@ def _one(fake: FakeNomad, flavour: str) -> float:
     status = nomad.job(job.ID)
     assert status is not None
     verdicts: list[Verdict] = []
-    watcher = Watcher(nomad, min_running=3600.0)
+    watcher = Watcher(nomad)
+    # The example's own rollout rules, with an hour of min_healthy_time so no healthy verdict comes first.
+    rollout = dataclasses.replace(rollout_of(site, flavour), min_healthy_time=3600.0, healthy_deadline=7200.0)
     thread = threading.Thread(
-        target=lambda: verdicts.append(watcher.watch(job.ID, job.Type, registered.eval_id, status.version, 60.0))
+        target=lambda: verdicts.append(
+            watcher.watch(job.ID, job.Type, registered.eval_id, status.version, 60.0, rollout)
+        )
     )
     thread.start()
     deadline = time.monotonic() + 10

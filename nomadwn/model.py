@@ -479,6 +479,23 @@ class AutoscalerService(Strict):
     resources: Resources = Resources(cpu=200, memory="256MiB", disk="300MiB")
 
 
+class Monitoring(Strict):
+    """What ``nomadwn render`` writes for Prometheus and Grafana (``monitoring`` block).
+
+    ``consul_server`` is the Consul agent Prometheus asks for its targets (its
+    ``consul_sd_configs`` server, usually the agent on the Prometheus host);
+    ``nomad_scheme`` is how Prometheus reaches the Nomad clients' HTTP API for their
+    allocation metrics.
+    """
+
+    consul_server: Annotated[
+        str, _matching(re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?"), "write host:port")
+    ] = "localhost:8500"
+    consul_scheme: Literal["http", "https"] = "http"
+    nomad_scheme: Literal["http", "https"] = "http"
+    scrape_interval: Duration = timedelta(seconds=30)
+
+
 NomadVersion = Literal["1.9", "1.10", "2.0"]
 SUPPORTED_VERSIONS: tuple[NomadVersion, ...] = ("1.10", "2.0")
 """The Nomad versions nomadwn renders for and supports (1.10 LTS and 2.0); 1.9 is end of life."""
@@ -505,6 +522,7 @@ class Site(Strict):
     name: Name
     nomad: NomadClients = NomadClients()
     autoscaler: AutoscalerService | None = None
+    monitoring: Monitoring = Monitoring()
     flavours: Annotated[dict[Name, Flavour], Field(min_length=1)]
 
     def job_id(self, flavour: str) -> str:
@@ -609,13 +627,22 @@ def port_labels(flavour: Flavour) -> list[str]:
 
 
 def service_meta(flavour: Flavour) -> dict[str, str]:
-    """The Consul service meta: the site's own, plus Prometheus scrape hints when asked for."""
-    s = flavour.service
-    meta = dict(s.meta)
-    if s.prometheus is not None:
-        # Hints for Prometheus' Consul service discovery (relabel on __meta_consul_service_metadata_*).
-        meta.update(prometheus_scrape="true", prometheus_port_label="metrics", prometheus_path=s.prometheus.path)
-    return dict(sorted(meta.items()))
+    """The Consul service meta: the site's own."""
+    return dict(sorted(flavour.service.meta.items()))
+
+
+METRICS_TAG = "metrics"
+"""The tag of every Consul service Prometheus should scrape (with the site's name as a second tag)."""
+
+
+def metrics_service_name(flavour: Flavour) -> str:
+    """The Consul service of a worker's metrics port (``service.prometheus``).
+
+    A service of its own, because Prometheus' Consul discovery gives each service's
+    address and port directly: a dynamic port named in the condor service's meta
+    could not be resolved.
+    """
+    return f"{flavour.service.name}-metrics"
 
 
 def autoscaler_problems(site: Site) -> list[FieldProblem]:
@@ -980,6 +1007,8 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
         bad("lifespan.check_interval", "must be at least 1s")
     if f.service.prometheus is not None and f.service.prometheus.port == f.htcondor.port:
         bad("service.prometheus.port", "must differ from htcondor.port")
+    if f.service.prometheus is not None and len(metrics_service_name(f)) > 63:
+        bad("service.name", "with service.prometheus it gets a '-metrics' twin, which must fit 63 characters")
 
     cv = f.cvmfs
     if cv.mode == "fuse":

@@ -9,6 +9,8 @@ value types, for it and for tests.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -97,8 +99,28 @@ class PlacementFailure:
 
 
 @dataclass(frozen=True)
+class TemplateChange:
+    """A ``template`` whose text the plan changes: the rendered HTCondor config, start script..."""
+
+    task: str
+    destination: str
+    old: str
+    new: str
+
+    def diff(self, context: int = 1) -> list[str]:
+        """A unified line diff of the template's text (no file headers)."""
+        lines = difflib.unified_diff(self.old.splitlines(), self.new.splitlines(), n=context, lineterm="")
+        return [line for line in lines if not line.startswith(("---", "+++"))]
+
+
+@dataclass(frozen=True)
 class PlanResult:
-    """What ``nomad job plan`` would do."""
+    """What ``nomad job plan`` would do.
+
+    ``summary`` is Nomad's own plan headline (``command/job_plan.go``): the job, each
+    task group with its update counts, each task with its annotation. ``changes`` is
+    the field diff (``--verbose``), templates left out: ``templates`` has their texts.
+    """
 
     job_modify_index: int
     diff_type: str
@@ -106,6 +128,8 @@ class PlanResult:
     desired_updates: dict[str, dict[str, int]]
     failed_allocs: dict[str, PlacementFailure]
     warnings: str
+    summary: list[str] = field(default_factory=list)
+    templates: list[TemplateChange] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -296,6 +320,12 @@ class NomadAPI(Protocol):
     def dispatched(self, parent_id: str) -> list[DispatchedJob]: ...
 
 
+class NomadAcl(Protocol):
+    """Nomad's ACL policy writes: only ``deploy --apply-policies`` needs them (a management token)."""
+
+    def apply_acl_policy(self, name: str, rules: str, *, description: str, namespace: str, job_id: str) -> None: ...
+
+
 # ---------------------------------------------------------------------------
 # Decoding Nomad's JSON into the value types
 
@@ -325,11 +355,65 @@ def parse_failures(raw: Mapping[str, Any] | None) -> dict[str, PlacementFailure]
     return {str(group): parse_failure(metric) for group, metric in (raw or {}).items()}
 
 
+_SUMMARY_MARKS = {"Added": "+", "Deleted": "-", "Edited": "+/-", "None": ""}
+# The order Nomad prints a group's update counts in (command/job_plan.go formatTaskGroupDiff).
+_UPDATE_ORDER = ("create", "destroy", "migrate", "canary", "in-place update", "create/destroy update", "ignore")
+
+
+def plan_summary(diff: Mapping[str, Any]) -> list[str]:
+    """Nomad's plan headline for a job diff: job, groups with update counts, tasks with annotations."""
+    kind = str(diff.get("Type") or "None")
+    if kind == "None":
+        return []
+    out = [f"{_SUMMARY_MARKS.get(kind, '+/-')} Job: {json.dumps(str(diff.get('ID', '')))}".lstrip()]
+    for group in diff.get("TaskGroups") or []:
+        updates = group.get("Updates") or {}
+        counts = [f"{updates[k]} {k}" for k in _UPDATE_ORDER if updates.get(k)]
+        counts += [f"{v} {k}" for k, v in sorted(updates.items()) if k not in _UPDATE_ORDER and v]
+        mark = _SUMMARY_MARKS.get(str(group.get("Type") or "None"), "+/-") or " "
+        line = f"{mark} Task Group: {json.dumps(str(group.get('Name', '')))}"
+        out.append(line + (f" ({', '.join(counts)})" if counts else ""))
+        for task in group.get("Tasks") or []:
+            task_kind = str(task.get("Type") or "None")
+            if task_kind == "None":
+                continue
+            notes = ", ".join(str(a) for a in task.get("Annotations") or [])
+            tline = f"  {_SUMMARY_MARKS.get(task_kind, '+/-')} Task: {json.dumps(str(task.get('Name', '')))}"
+            out.append(tline + (f" ({notes})" if notes else ""))
+    return out
+
+
+def template_changes(diff: Mapping[str, Any]) -> list[TemplateChange]:
+    """The templates whose text a plan diff changes (``structs.templateDiffs``: "Template" objects)."""
+    out: list[TemplateChange] = []
+    for group in diff.get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            for obj in task.get("Objects") or []:
+                if obj.get("Name") != "Template" or obj.get("Type", "None") == "None":
+                    continue
+                fields = {str(f.get("Name")): f for f in obj.get("Fields") or []}
+                text = fields.get("EmbeddedTmpl")
+                dest = fields.get("DestPath") or {}
+                if text is None or text.get("Type", "None") == "None":
+                    continue
+                out.append(
+                    TemplateChange(
+                        task=str(task.get("Name", "")),
+                        destination=str(dest.get("New") or dest.get("Old") or ""),
+                        old=str(text.get("Old") or ""),
+                        new=str(text.get("New") or ""),
+                    )
+                )
+    return out
+
+
 def diff_lines(diff: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Flatten Nomad's plan diff into ``+/-/~ path: old => new`` lines."""
+    """Flatten Nomad's plan diff into ``+/-/~ path: old => new`` lines (a template's text left out)."""
     marks = {"Added": "+", "Deleted": "-", "Edited": "~", "None": " "}
     lines: list[str] = []
     for f in diff.get("Fields") or []:
+        if diff.get("Name") == "Template" and f.get("Name") == "EmbeddedTmpl":
+            continue  # shown as a line diff (template_changes)
         if f.get("Type", "None") == "None":
             continue
         mark = marks.get(f.get("Type", ""), "~")

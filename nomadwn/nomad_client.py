@@ -46,6 +46,8 @@ from nomadwn.nomad import (
     parse_dispatched_job,
     parse_evaluation,
     parse_failures,
+    plan_summary,
+    template_changes,
 )
 
 
@@ -195,6 +197,8 @@ class NomadClient:
             },
             failed_allocs=parse_failures(raw.get("FailedTGAllocs")),
             warnings=str(raw.get("Warnings") or ""),
+            summary=plan_summary(diff),
+            templates=template_changes(diff),
         )
 
     def register(self, job: api.Job, *, enforce_index: int | None, preserve_counts: bool) -> RegisterResult:
@@ -386,3 +390,18 @@ class NomadClient:
             )
         )
         return [parse_dispatched_job(stub) for stub in raw or [] if stub.get("ParentID") == parent_id]
+
+    def apply_acl_policy(self, name: str, rules: str, *, description: str, namespace: str, job_id: str) -> None:
+        """Create or update ACL policy ``name`` attached to job ``job_id`` (``POST /v1/acl/policy/<name>``).
+
+        The ``JobACL`` attachment is what ``nomad acl policy apply -namespace NS -job JOB``
+        sends: every task of the job gets the policy through its workload identity. Needs
+        a management token.
+        """
+        body = {
+            "Name": name,
+            "Description": description,
+            "Rules": rules,
+            "JobACL": {"Namespace": namespace, "JobID": job_id},
+        }
+        self._call(f"applying ACL policy {name}", self._nomad.acl, "policy", name, method="post", body=body)

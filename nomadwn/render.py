@@ -28,12 +28,14 @@ from nomadwn.autopilot import template_files
 from nomadwn.errors import RenderError
 from nomadwn.formats import Format
 from nomadwn.model import (
+    METRICS_TAG,
     Constraint,
     Flavour,
     Site,
     Spread,
     count,
     dispatched,
+    metrics_service_name,
     port_labels,
     progress_deadline,
     restart_mode,
@@ -159,6 +161,21 @@ def _service(f: Flavour) -> api.Service:
     )
 
 
+def _metrics_service(site: Site, name: str) -> api.Service | None:
+    """The worker's metrics port as a Consul service of its own, found by Prometheus by tag."""
+    f = site.flavours[name]
+    if f.service.prometheus is None:
+        return None
+    return api.Service(
+        Name=metrics_service_name(f),
+        PortLabel="metrics",
+        Provider="consul",
+        Tags=[METRICS_TAG, site.name, name],
+        Meta={"metrics_path": f.service.prometheus.path, "nomadwn_flavour": name, "nomadwn_site": site.name},
+        Checks=[],
+    )
+
+
 def _docker_config(f: Flavour, mounts: list[dict[str, Any]]) -> dict[str, Any]:
     config: dict[str, Any] = {
         "image": f.image.reference,
@@ -209,7 +226,7 @@ def build_job(site: Site, name: str) -> api.Job:
         Driver="docker",
         Config=_docker_config(f, mounts),
         Env=dict(sorted(f.env.items())) or None,
-        Services=[_service(f)],
+        Services=[s for s in (_service(f), _metrics_service(site, name)) if s is not None],
         Templates=[
             api.Template(
                 EmbeddedTmpl=t.text,
@@ -320,8 +337,8 @@ def build_autoscaler_job(site: Site) -> api.Job:
                 Name="nomadwn-autoscaler",
                 PortLabel="metrics",
                 Provider="consul",
-                Tags=[site.name, AUTOSCALER],
-                Meta={"prometheus_path": "/metrics", "prometheus_port_label": "metrics", "prometheus_scrape": "true"},
+                Tags=[METRICS_TAG, site.name, AUTOSCALER],
+                Meta={"metrics_path": "/metrics", "nomadwn_site": site.name},
                 Checks=[
                     api.ServiceCheck(
                         Name="autoscaler alive",
@@ -564,7 +581,10 @@ def render_site(site: Site) -> list[RenderedJob]:
 
 
 def jobspec_files(site: Site, out_dir: Path, fmt: Format = "both") -> dict[Path, str]:
-    """The files ``render`` writes: ``<out_dir>/<site>/<flavour>.nomad.hcl`` and ``.json``."""
+    """The files ``render`` writes: ``<out_dir>/<site>/<flavour>.nomad.hcl`` and ``.json``, and
+    ``<out_dir>/<site>/monitoring/`` (:mod:`nomadwn.monitoring`)."""
+    from nomadwn.monitoring import monitoring_files
+
     files: dict[Path, str] = {}
     for rendered in render_site(site):
         base = out_dir / site.name / rendered.flavour
@@ -574,6 +594,7 @@ def jobspec_files(site: Site, out_dir: Path, fmt: Format = "both") -> dict[Path,
             files[base.with_name(f"{rendered.flavour}.json")] = rendered.json
     for policy in acl_policies(site):
         files[out_dir / site.name / "acl" / policy.file_name] = policy.rules
+    files.update(monitoring_files(site, out_dir))
     return files
 
 

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from nomadwn.errors import ConfigError, FieldProblem
 from nomadwn.model import Flavour, Site, autoscaler_problems, flavour_problems
 
-_TOP_KEYS = {"name", "nomad", "autoscaler", "defaults", "flavours"}
+_TOP_KEYS = {"name", "nomad", "autoscaler", "monitoring", "defaults", "flavours"}
 
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _PEM_RE = re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|TOKEN)-----")
@@ -169,7 +169,7 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
     if problems:
         raise ConfigError(source, problems)
     problems = [
-        FieldProblem(str(k), "unknown top-level key; use name, nomad, autoscaler, defaults, flavours")
+        FieldProblem(str(k), "unknown top-level key; use name, nomad, autoscaler, monitoring, defaults, flavours")
         for k in data
         if k not in _TOP_KEYS
     ]
@@ -211,6 +211,7 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
                 "name": data.get("name"),
                 "nomad": data.get("nomad") or {},
                 "autoscaler": data.get("autoscaler"),
+                "monitoring": data.get("monitoring") or {},
                 "flavours": flavours,
             }
         )

@@ -2,19 +2,32 @@
 
 The watcher reads Nomad with blocking queries (no fixed sleeps): it blocks on the
 job's allocation list, re-reading the deployment whenever that changes, so a failed
-allocation is seen as soon as Nomad records it. The states::
+allocation is seen as soon as Nomad records it. Where Nomad tracks the rollout (a
+deployment: service jobs, and system jobs from Nomad 1.11/2.0) its verdict is
+followed; where it does not (system jobs up to 1.10, batch jobs) nomadwn judges the
+workers itself. The states::
 
     evaluating --eval has placement failures--------------------------> FAILED (unplaceable)
         |
         v
     rolling out --any current allocation failed---------------------------> FAILED (task events)
-        |       --service: deployment failed (auto-revert noticed)----------> FAILED
-        |       --service: deployment successful---------------------------> HEALTHY
-        |       --system: every current allocation running------------------> HEALTHY
-        |       --batch: every allocation running or complete (exit 0)-------> HEALTHY / COMPLETE
+        |       --tracked: deployment failed (auto-revert noticed)----------> FAILED
+        |       --tracked: deployment successful---------------------------> HEALTHY
+        |       --untracked system: a new worker restarted by its check, or not
+        |         healthy within healthy_deadline----------------------------> FAILED
+        |       --untracked system: every node that runs a worker runs version V,
+        |         no older worker left, each passing its Consul checks (or, with
+        |         health_check task_states, running) for min_healthy_time----> HEALTHY
+        |       --batch: every allocation running or complete (exit 0), steady for
+        |         min_healthy_time--------------------------------------------> HEALTHY / COMPLETE
         |       --deadline passed-----------------------------------------> TIMEOUT
         v
     (canaries healthy and auto_promote asked: promote, keep rolling out)
+
+"Passing for min_healthy_time" is measured by the watcher: Consul tells a check's
+state, not since when. A worker's first check result may take one ``interval`` plus
+``timeout`` (or ``check_restart.grace``) to reach Consul; ``healthy_deadline`` bounds
+the whole wait per worker.
 
 Exit codes: HEALTHY/COMPLETE 0, FAILED 1, TIMEOUT 2.
 """
@@ -26,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nomadwn.consul import ConsulHealth
 from nomadwn.nomad import Allocation, Deployment, Evaluation, NomadAPI, PlacementFailure
 
 Outcome = Literal["healthy", "complete", "failed", "timeout"]
@@ -47,8 +61,32 @@ _TELLING_EVENTS = (
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """How to judge one job's rollout: what Nomad tracks, and nomadwn's own health rules.
+
+    ``tracked``: Nomad makes a deployment for it (None: only for service jobs).
+    ``health_check``, ``min_healthy_time``, ``healthy_deadline`` (seconds): the job's
+    update strategy, applied by the watcher where Nomad does not. ``service``: the
+    Consul service whose checks tell a worker's health. ``self_revert``: on failure
+    nomadwn reverts the job (auto_revert asked where Nomad cannot do it).
+    """
+
+    tracked: bool | None = None
+    health_check: str = "task_states"
+    min_healthy_time: float = 10.0
+    healthy_deadline: float = 300.0
+    service: str | None = None
+    nomad_version: str = "1.10"
+    self_revert: bool = False
+
+
+@dataclass(frozen=True)
 class Progress:
-    """Where a rollout stands, for live display."""
+    """Where a rollout stands, for live display.
+
+    ``nodes`` is set for a system rollout Nomad does not track: the nodes that run a
+    worker of any version, ``on_version`` those that run version ``version``.
+    """
 
     job_id: str
     desired: int | None
@@ -57,9 +95,17 @@ class Progress:
     healthy: int
     failed: int
     deployment: str
+    nodes: int | None = None
+    on_version: int = 0
+    version: int | None = None
 
     def line(self) -> str:
         """One plain line, as printed when the output is not a terminal."""
+        if self.nodes is not None:
+            return (
+                f"{self.job_id}: {self.on_version} of {self.nodes} nodes on version {self.version}, "
+                f"{self.healthy} healthy, {self.failed} failed"
+            )
         want = "?" if self.desired is None else str(self.desired)
         deploy = f", deployment {self.deployment}" if self.deployment else ""
         return (
@@ -141,15 +187,69 @@ def _dedupe(lines: list[str], limit: int = 3) -> list[str]:
     return unique[:limit] + ([f"... and {extra} more allocation(s) like these"] if extra > 0 else [])
 
 
+class _WorkerHealth:
+    """The watcher's own clock on each worker: first seen, running, passing its checks since."""
+
+    def __init__(self, rollout: Rollout, consul: ConsulHealth | None) -> None:
+        self.rollout = rollout
+        self.consul = consul
+        self.first_seen: dict[str, float] = {}
+        self.passing_since: dict[str, float] = {}
+        self.nodes: dict[str, str] = {}  # every node that ran a worker of the job during the watch: id -> name
+
+    @property
+    def by_checks(self) -> bool:
+        return self.rollout.health_check == "checks" and self.consul is not None and self.rollout.service is not None
+
+    def observe(self, allocs: list[Allocation], now: float) -> None:
+        instances = []
+        if self.by_checks and any(a.client_status == "running" for a in allocs):
+            assert self.consul is not None and self.rollout.service is not None
+            instances = self.consul.service_health(self.rollout.service)
+        for a in allocs:
+            self.first_seen.setdefault(a.id, now)
+            if a.client_status != "running":
+                self.passing_since.pop(a.id, None)
+                continue
+            if self.by_checks:
+                # Nomad's Consul service IDs carry the allocation ID (_nomad-task-<alloc>-...).
+                own = [i for i in instances if a.id in i.service_id]
+                passing = bool(own) and all(i.status == "passing" for i in own)
+            else:
+                passing = True
+            if passing:
+                self.passing_since.setdefault(a.id, now)
+            else:
+                self.passing_since.pop(a.id, None)
+
+    def healthy(self, a: Allocation, now: float) -> bool:
+        since = self.passing_since.get(a.id)
+        return since is not None and now - since >= self.rollout.min_healthy_time
+
+    def overdue(self, a: Allocation, now: float) -> bool:
+        seen = self.first_seen.get(a.id, now)
+        return not self.healthy(a, now) and now - seen > self.rollout.healthy_deadline
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until a passing worker completes min_healthy_time (None: none is on the way)."""
+        waits = [s + self.rollout.min_healthy_time - now for s in self.passing_since.values()]
+        waits = [w for w in waits if w > 0]
+        return min(waits) if waits else None
+
+
+def _live(a: Allocation) -> bool:
+    return a.client_status in ("pending", "running")
+
+
 @dataclass
 class Watcher:
     """Follows one job to a :class:`Verdict` on a :class:`NomadAPI`.
 
     ``clock`` and ``block`` (the longest single blocking query, seconds) are
     injectable for tests; ``on_progress`` is called whenever the rollout changes.
-    ``min_running``: system and batch jobs have no deployment to judge their health
-    (Nomad 1.9), so their allocations must stay running, unchanged, this long before
-    the verdict is healthy; a worker that crashes right after starting is caught.
+    ``consul`` reads the workers' checks for rollouts Nomad does not track (see
+    :class:`Rollout`); without it, or with ``health_check`` other than ``checks``,
+    a worker counts as healthy once it has kept running for ``min_healthy_time``.
     """
 
     nomad: NomadAPI
@@ -157,20 +257,20 @@ class Watcher:
     block: float = 5.0
     on_progress: Callable[[Progress], None] | None = None
     auto_promote: bool = False
-    min_running: float = 10.0
+    consul: ConsulHealth | None = None
 
-    def watch(self, job_id: str, kind: str, eval_id: str, version: int, timeout: float) -> Verdict:
+    def watch(
+        self, job_id: str, kind: str, eval_id: str, version: int, timeout: float, rollout: Rollout | None = None
+    ) -> Verdict:
         """Follow ``job_id`` (registered as ``version``, evaluated by ``eval_id``) for at most ``timeout`` s."""
+        rollout = rollout or Rollout()
+        tracked = rollout.tracked if rollout.tracked is not None else kind == "service"
+        if kind == "system" and not tracked:
+            return self._watch_nodes(job_id, eval_id, version, timeout, rollout)
         deadline = self.clock() + timeout
-        evaluation = self._settle(eval_id, deadline)
-        if evaluation is None:
-            return Verdict(job_id, "timeout", f"{job_id}: the evaluation did not finish within {timeout:g}s")
-        if evaluation.failed_allocs:
-            reasons = [explain_placement(g, f) for g, f in sorted(evaluation.failed_allocs.items())]
-            return Verdict(job_id, "failed", f"{job_id}: Nomad cannot place the workers", reasons)
-        if evaluation.status not in ("complete",):
-            desc = f" ({evaluation.status_description})" if evaluation.status_description else ""
-            return Verdict(job_id, "failed", f"{job_id}: evaluation {evaluation.status}{desc}")
+        early = self._evaluated(job_id, eval_id, deadline, timeout)
+        if early is not None:
+            return early
 
         index = 0
         last: Progress | None = None
@@ -185,11 +285,11 @@ class Watcher:
                 )
             wait = min(self.block, remaining)
             if steady_since is not None:
-                wait = min(wait, max(steady_since + self.min_running - now, 0.001))
+                wait = min(wait, max(steady_since + rollout.min_healthy_time - now, 0.001))
             listed = self.nomad.allocations(job_id, index=index, wait=wait)
             index = listed.index
             allocs = [a for a in listed.value if a.job_version == version]
-            deployment = self.nomad.latest_deployment(job_id).value if kind == "service" else None
+            deployment = self.nomad.latest_deployment(job_id).value if tracked else None
             if deployment is not None and deployment.job_version != version:
                 deployment = None
             if deployment is not None and deployment.status not in ("running", "pending", "paused"):
@@ -200,13 +300,13 @@ class Watcher:
             if progress != last and self.on_progress is not None:
                 self.on_progress(progress)
             last = progress
-            verdict = self._judge(job_id, kind, allocs, deployment)
-            if verdict is not None and verdict.outcome == "healthy" and kind != "service":
-                # No deployment judges system/batch health: wait until nothing changed for min_running.
+            verdict = self._judge(job_id, kind, allocs, deployment, tracked)
+            if verdict is not None and verdict.outcome == "healthy" and not tracked:
+                # No deployment judges batch health: wait until nothing changed for min_healthy_time.
                 state = [(a.id, a.client_status, len(a.events)) for a in allocs]
                 if steady_since is None or state != steady_state:
                     steady_since, steady_state = self.clock(), state
-                if self.clock() - steady_since < self.min_running:
+                if self.clock() - steady_since < rollout.min_healthy_time:
                     continue
             else:
                 steady_since, steady_state = None, None
@@ -224,7 +324,127 @@ class Watcher:
                 return got.value
         return None
 
-    def _judge(self, job_id: str, kind: str, allocs: list[Allocation], deployment: Deployment | None) -> Verdict | None:
+    def _evaluated(self, job_id: str, eval_id: str, deadline: float, timeout: float) -> Verdict | None:
+        evaluation = self._settle(eval_id, deadline)
+        if evaluation is None:
+            return Verdict(job_id, "timeout", f"{job_id}: the evaluation did not finish within {timeout:g}s")
+        if evaluation.failed_allocs:
+            reasons = [explain_placement(g, f) for g, f in sorted(evaluation.failed_allocs.items())]
+            return Verdict(job_id, "failed", f"{job_id}: Nomad cannot place the workers", reasons)
+        if evaluation.status not in ("complete",):
+            desc = f" ({evaluation.status_description})" if evaluation.status_description else ""
+            return Verdict(job_id, "failed", f"{job_id}: evaluation {evaluation.status}{desc}")
+        return None
+
+    def _watch_nodes(self, job_id: str, eval_id: str, version: int, timeout: float, rollout: Rollout) -> Verdict:
+        """A system rollout Nomad does not track (up to 1.10): judge every node's worker ourselves."""
+        deadline = self.clock() + timeout
+        early = self._evaluated(job_id, eval_id, deadline, timeout)
+        if early is not None:
+            return early
+        health = _WorkerHealth(rollout, self.consul)
+        index = 0
+        last: Progress | None = None
+        while True:
+            now = self.clock()
+            remaining = deadline - now
+            if remaining <= 0:
+                reasons = self._stuck_nodes(job_id, version, health, now)
+                return Verdict(job_id, "timeout", f"{job_id}: no verdict within {timeout:g}s", reasons)
+            wait = min(self.block, remaining)
+            due = health.next_due(now)
+            if due is not None:
+                wait = min(wait, max(due, 0.001))
+            listed = self.nomad.allocations(job_id, index=index, wait=wait)
+            index = listed.index
+            now = self.clock()
+            new = [a for a in listed.value if a.job_version == version and a.desired_status == "run"]
+            health.observe([a for a in new if _live(a)], now)
+            health.nodes.update({a.node_id: a.node_name or a.node_id[:8] for a in listed.value if _live(a)})
+            verdict, progress = self._judge_nodes(job_id, version, listed.value, health, rollout, now)
+            if progress != last and self.on_progress is not None:
+                self.on_progress(progress)
+            last = progress
+            if verdict is not None:
+                return verdict
+
+    def _judge_nodes(
+        self,
+        job_id: str,
+        version: int,
+        allocs: list[Allocation],
+        health: _WorkerHealth,
+        rollout: Rollout,
+        now: float,
+    ) -> tuple[Verdict | None, Progress]:
+        new = [a for a in allocs if a.job_version == version and a.desired_status == "run"]
+        new_live = [a for a in new if _live(a)]
+        old_live = [a for a in allocs if a.job_version != version and _live(a)]
+        # A node that ran a worker during the watch keeps counting: one whose old worker was
+        # stopped and got no new one (say it no longer fits) is a node without a worker.
+        nodes = {a.node_id for a in new} | {a.node_id for a in old_live} | set(health.nodes)
+        healthy_nodes = {a.node_id for a in new_live if health.healthy(a, now)}
+        failed = [a for a in new if a.client_status in ("failed", "lost")]
+        restarted = [a for a in new_live if any(e.type == "Restart Signaled" for e in a.events)]
+        overdue = [a for a in new_live if health.overdue(a, now)]
+        progress = Progress(
+            job_id=job_id,
+            desired=len(nodes),
+            placed=len(new),
+            running=sum(a.client_status == "running" for a in new),
+            healthy=len(healthy_nodes),
+            failed=len(failed),
+            deployment="",
+            nodes=len(nodes),
+            on_version=len({a.node_id for a in new}),
+            version=version,
+        )
+        where = f"{progress.on_version} of {len(nodes)} nodes on version {version}"
+        if failed:
+            summary = f"{job_id}: {len(failed)} worker allocation(s) of version {version} failed ({where})"
+            return Verdict(job_id, "failed", summary, _dedupe([explain_allocation(a) for a in failed])), progress
+        if restarted:
+            summary = f"{job_id}: Nomad restarted {len(restarted)} new worker(s): their health check failed ({where})"
+            return Verdict(job_id, "failed", summary, _dedupe([explain_allocation(a) for a in restarted])), progress
+        if overdue:
+            how = "passing its Consul checks" if health.by_checks else "running"
+            reasons = [
+                f"allocation {a.id[:8]} on node {a.node_name or a.node_id[:8]}: not {how} for "
+                f"{rollout.min_healthy_time:g}s within healthy_deadline ({rollout.healthy_deadline:g}s)"
+                for a in overdue
+            ]
+            return Verdict(
+                job_id, "failed", f"{job_id}: worker(s) not healthy in time ({where})", _dedupe(reasons)
+            ), progress
+        if nodes and not old_live and healthy_nodes == nodes:
+            how = "passing its Consul checks" if health.by_checks else "running"
+            summary = (
+                f"{job_id}: {len(nodes)} of {len(nodes)} nodes on version {version}, "
+                f"each {how} for {rollout.min_healthy_time:g}s"
+            )
+            return Verdict(job_id, "healthy", summary), progress
+        return None, progress
+
+    def _stuck_nodes(self, job_id: str, version: int, health: _WorkerHealth, now: float) -> list[str]:
+        allocs = self.nomad.allocations(job_id).value
+        old = sorted({a.node_name or a.node_id[:8] for a in allocs if a.job_version != version and _live(a)})
+        new_live = [a for a in allocs if a.job_version == version and a.desired_status == "run" and _live(a)]
+        waiting = sorted({a.node_name or a.node_id[:8] for a in new_live if not health.healthy(a, now)})
+        empty = sorted(
+            name for node, name in health.nodes.items() if not any(a.node_id == node for a in allocs if _live(a))
+        )
+        out = []
+        if empty:
+            out.append(f"{len(empty)} node(s) no longer run any worker of the job: {', '.join(empty[:10])}")
+        if old:
+            out.append(f"{len(old)} node(s) still run an older version: {', '.join(old[:10])}")
+        if waiting:
+            out.append(f"{len(waiting)} worker(s) of version {version} not healthy yet: {', '.join(waiting[:10])}")
+        return out or ["no worker of this version runs on any node: check `nomad job status`"]
+
+    def _judge(
+        self, job_id: str, kind: str, allocs: list[Allocation], deployment: Deployment | None, tracked: bool
+    ) -> Verdict | None:
         failed = [a for a in allocs if a.client_status in ("failed", "lost")]
         if failed:
             return Verdict(
@@ -233,7 +453,7 @@ class Watcher:
                 f"{job_id}: {len(failed)} worker allocation(s) failed",
                 _dedupe([explain_allocation(a) for a in failed]),
             )
-        if kind == "service":
+        if tracked:
             if deployment is None:
                 return None
             if deployment.status == "successful":

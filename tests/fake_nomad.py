@@ -321,8 +321,22 @@ def _alloc_terminal(alloc: Mapping[str, Any]) -> bool:
     )
 
 
-def canonicalize_job(raw: Mapping[str, Any], namespace: str) -> Json:
-    """Fill in the defaults Nomad's API canonicalisation fills in (a modest subset)."""
+def _held_failed(alloc: Mapping[str, Any], tg: Mapping[str, Any]) -> bool:
+    """A failed allocation that its group's reschedule policy will not replace (attempts 0, not unlimited)."""
+    if alloc.get("ClientStatus") != "failed" or alloc.get("DesiredStatus") != "run" or alloc.get("NextAllocation"):
+        return False
+    policy = tg.get("ReschedulePolicy") or {}
+    return not policy.get("Unlimited", True) and int(policy.get("Attempts") or 0) == 0
+
+
+def canonicalize_job(raw: Mapping[str, Any], namespace: str, version: tuple[int, ...] = (1, 10, 5)) -> Json:
+    """Fill in the defaults Nomad's API canonicalisation fills in (a modest subset).
+
+    ``api/jobs.go`` ``Job.Canonicalize``: a job with no update block gets
+    ``DefaultUpdateStrategy`` when it is a service job, and from 1.11 on also when it
+    is a system job; ``api/tasks.go`` ``TaskGroup.Canonicalize`` merges it into each
+    group. Up to 1.10 a system job without an update block has none.
+    """
     job: Json = copy.deepcopy(dict(raw))
     for key, value in _JOB_DEFAULTS.items():
         if job.get(key) is None:
@@ -337,7 +351,8 @@ def canonicalize_job(raw: Mapping[str, Any], namespace: str) -> Json:
         if tg.get("Count") is None:
             scaling_min = (tg.get("Scaling") or {}).get("Min")
             tg["Count"] = scaling_min if scaling_min is not None else 1
-        if job["Type"] in ("service", "system"):
+        defaulted = job["Type"] == "service" or (job["Type"] == "system" and version >= (1, 11))
+        if job["Type"] in ("service", "system") and (defaulted or job_update or tg.get("Update")):
             merged = dict(_DEFAULT_UPDATE)
             merged.update({k: v for k, v in job_update.items() if v is not None})
             merged.update({k: v for k, v in (tg.get("Update") or {}).items() if v is not None})
@@ -345,8 +360,12 @@ def canonicalize_job(raw: Mapping[str, Any], namespace: str) -> Json:
     # ApiJobToStructJob keeps only Stagger and MaxParallel of a job-level update block
     # (structs.Job.Update is a value, so it is always there, zeroed).
     zeroed: Json = {k: type(v)() for k, v in _DEFAULT_UPDATE.items()}
+    if not job.get("Update") and job["Type"] == "system" and version >= (1, 11):
+        job_update = dict(_DEFAULT_UPDATE)
     if job_update.get("MaxParallel"):
-        zeroed.update(Stagger=job_update.get("Stagger") or 0, MaxParallel=job_update["MaxParallel"])
+        zeroed.update(
+            Stagger=job_update.get("Stagger") or _DEFAULT_UPDATE["Stagger"], MaxParallel=job_update["MaxParallel"]
+        )
     job["Update"] = zeroed
     return job
 
@@ -527,6 +546,7 @@ class _GroupPlan:
     ignore: list[Json] = field(default_factory=list)
     new_place: int = 0
     canaries: int = 0
+    limited: bool = False  # a system job's max_parallel held some updates back
 
     def annotations(self) -> dict[str, int]:
         """plan.Annotations.DesiredTGUpdates[group] (structs.DesiredUpdates)."""
@@ -636,6 +656,22 @@ class FakeNomad:
     in order and without the fake's lock, so they may call the fake's HTTP API or
     :meth:`complete_alloc`, but not :meth:`settle` (which waits for them). An exception
     in a hook is reported like a scheduler error.
+
+    ``version`` (default ``"1.10.5"``) is the Nomad version the fake behaves as, where
+    versions differ (each citing the source it follows):
+
+    * system rollouts: up to 1.10 paced only by the job's ``max_parallel`` and
+      ``stagger`` (a ``rolling-update`` evaluation ``stagger`` later, whatever the health
+      of the batch; no deployment; ``scheduler/scheduler_system.go`` at v1.10.5); from
+      1.11 a deployment, the default update strategy even without an update block
+      (``api/jobs.go`` ``Canonicalize``), the next node only once one is healthy
+      (``evictAndPlace`` at v2.0.5), failing and auto-reverting like a service's. System
+      canaries (a percentage on 2.0) are not faked;
+    * scale-in with failed allocations that are not rescheduled: see
+      :meth:`_reconcile_slots` (2.0.4 changed it).
+
+    Simpler than Nomad: services roll out all at once (no ``max_parallel`` pacing),
+    failed service allocations are replaced at once (no reschedule delay).
     """
 
     def __init__(
@@ -649,7 +685,9 @@ class FakeNomad:
         on_running: Callable[[Json], None] | None = None,
         on_stop: Callable[[Json], None] | None = None,
         max_kill_timeout: float = 30.0,
+        version: str = "1.10.5",
     ) -> None:
+        self.version = tuple(int(part) for part in version.split("."))
         self.step_delay = step_delay
         self.max_kill_timeout = max_kill_timeout  # the clients' max_kill_timeout, seconds (Nomad's default 30 s)
         self.region = region
@@ -689,6 +727,7 @@ class FakeNomad:
         self._on_stop = on_stop
         self._hooks: queue.SimpleQueue[tuple[Callable[[Json], None], Json] | None] = queue.SimpleQueue()
         self._hooks_pending = 0
+        self.acl_policies: dict[str, Json] = {}  # name -> the policy as applied (ACLs are not enforced)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -905,6 +944,54 @@ class FakeNomad:
         """Copies of the job's deployments, newest first."""
         with self._lock:
             return [copy.deepcopy(d) for d in self._job_deploys((namespace, job_id))]
+
+    def service_registrations(self, name: str) -> list[Json]:
+        """What this cluster's clients have registered in Consul for service ``name``: one entry per
+        running allocation whose task defines it, as ``/v1/health/service/<name>`` lists them.
+
+        The service ID is Nomad's (``client/serviceregistration/id.go`` ``MakeAllocServiceID``:
+        ``_nomad-task-<alloc>-<task>-<service>-<port label>``); each check is passing, or
+        critical when the allocation follows the ``failing_check`` scenario.
+        """
+        out: list[Json] = []
+        with self._lock:
+            for alloc in self._allocs.values():
+                if alloc["DesiredStatus"] != "run" or alloc["ClientStatus"] != "running":
+                    continue
+                node = next((n for n in self._nodes if n.id == alloc["NodeID"]), None)
+                failing = self._alloc_outcome.get(alloc["ID"], HEALTHY).name == "failing_check"
+                for task in self._tasks(alloc):
+                    for service in task.get("Services") or []:
+                        if service.get("Name") != name:
+                            continue
+                        service_id = f"_nomad-task-{alloc['ID']}-{task['Name']}-{name}-{service.get('PortLabel', '')}"
+                        checks = [
+                            {
+                                "Node": alloc["NodeName"],
+                                "CheckID": f"_nomad-check-{_new_id()[:8]}",
+                                "Name": check.get("Name") or "service check",
+                                "Status": "critical" if failing else "passing",
+                                "Output": "StartJobs = True" if not failing else "startd did not answer",
+                                "ServiceID": service_id,
+                                "ServiceName": name,
+                            }
+                            for check in service.get("Checks") or []
+                        ]
+                        out.append(
+                            {
+                                "Node": {"Node": alloc["NodeName"], "Address": node.address if node else "127.0.0.1"},
+                                "Service": {
+                                    "ID": service_id,
+                                    "Service": name,
+                                    "Tags": service.get("Tags") or [],
+                                    "Meta": service.get("Meta") or {},
+                                    "Address": "",
+                                    "Port": 9621,
+                                },
+                                "Checks": checks,
+                            }
+                        )
+        return out
 
     def settle(self, timeout: float = 5.0) -> None:
         """Wait until no scripted transition or hook call is pending (raise TimeoutError after ``timeout``)."""
@@ -1218,11 +1305,28 @@ class FakeNomad:
                     return self._deployment_fail(dep_id)
             if not dep_id and method == "GET":
                 return self._query(query, functools.partial(self._q_deploy, rest))
+        if path.startswith("/v1/acl/policy/"):
+            return self._acl_policy(method, unquote(path[len("/v1/acl/policy/") :]), body)
         if path == "/v1/nodes" and method == "GET":
             return self._query(query, self._q_nodes)
         if path == "/v1/status/leader" and method == "GET":
             return _Reply(body=LEADER)
         return _Reply(status=404, text="")
+
+    def _acl_policy(self, method: str, name: str, body: Any) -> _Reply:
+        """``/v1/acl/policy/<name>`` (nomad/acl_endpoint.go UpsertPolicies, GetPolicy): stored, not enforced."""
+        with self._lock:
+            if method in ("PUT", "POST"):
+                if not isinstance(body, dict) or body.get("Name") != name:
+                    raise NomadAPIError(400, "ACL policy name does not match request path")
+                if not body.get("Rules"):
+                    raise NomadAPIError(400, "policy rules are empty")
+                idx = self._next()
+                self.acl_policies[name] = {**body, "CreateIndex": idx, "ModifyIndex": idx}
+                return _Reply(body=None, index=idx)
+            if method == "GET" and name in self.acl_policies:
+                return _Reply(body=copy.deepcopy(self.acl_policies[name]))
+        raise NomadAPIError(404, "ACL policy not found")
 
     def _job_specific(
         self, method: str, rest: str, ns: str, query: dict[str, str], body: Any, need_body: Callable[[], Json]
@@ -1709,7 +1813,7 @@ class FakeNomad:
         triggered_by: str = "job-register",
     ) -> Json:
         """Job.Register (nomad/job_endpoint.go), with the lock held."""
-        job = canonicalize_job(raw_job, ns)
+        job = canonicalize_job(raw_job, ns, self.version)
         self._validate(job)
         key = (ns, str(job["ID"]))
         existing = self._jobs.get(key)
@@ -1801,6 +1905,7 @@ class FakeNomad:
         status: str = "pending",
         eval_type: str | None = None,
         deployment_id: str = "",
+        wait: float = 0.0,
     ) -> Json:
         now = time.time_ns()
         ev: Json = {
@@ -1816,7 +1921,7 @@ class FakeNomad:
             "DeploymentID": deployment_id,
             "Status": status,
             "StatusDescription": "",
-            "Wait": 0,
+            "Wait": round(wait * 1e9),
             "WaitUntil": ZERO_TIME,
             "NextEval": "",
             "PreviousEval": "",
@@ -1838,7 +1943,7 @@ class FakeNomad:
         self._evals[ev["ID"]] = ev
         self._save_eval(ev, idx)
         if status == "pending":
-            self._schedule(self.step_delay, functools.partial(self._process_eval, ev["ID"]))
+            self._schedule(max(self.step_delay, wait), functools.partial(self._process_eval, ev["ID"]))
         return ev
 
     def _job_plan(self, job_id: str, ns_query: str, query: Mapping[str, str], body: Json) -> _Reply:
@@ -1851,7 +1956,7 @@ class FakeNomad:
             raise NomadAPIError(400, "Job ID does not match")
         with self._lock:
             ns = self._job_namespace(query, raw)
-            job = canonicalize_job(raw, ns)
+            job = canonicalize_job(raw, ns, self.version)
             self._validate(job)
             key = (ns, str(job["ID"]))
             old = self._jobs.get(key)
@@ -2507,22 +2612,95 @@ class FakeNomad:
             promoted = bool(active and active["TaskGroups"].get(name, {}).get("Promoted"))
             canary = int(_update_strategy(job, name).get("Canary") or 0) if service and not promoted else 0
             if job["Type"] in ("system", "sysbatch"):
-                for node in self._eligible_nodes(job):
+                limit = self._system_update_limit(job, tg, active, group_allocs)
+                for node in sorted(self._eligible_nodes(job), key=lambda n: n.name):
                     on_node = [a for a in live if a["NodeID"] == node.id]
+                    mine = _GroupPlan(desired=1)
                     self._reconcile_slots(
-                        plan, job, on_node, 1 - sum(1 for a in done if a["NodeID"] == node.id), [node], 0
+                        mine, job, on_node, 1 - sum(1 for a in done if a["NodeID"] == node.id), [node], 0
                     )
+                    if mine.destructive and limit is not None:
+                        if limit <= 0:
+                            # evictAndPlace: past the limit an update waits (the old version keeps running).
+                            plan.ignore += mine.destructive
+                            plan.limited = True
+                            continue
+                        limit -= len(mine.destructive)
+                    plan.place += mine.place
+                    plan.stop += mine.stop
+                    plan.destructive += mine.destructive
+                    plan.inplace += mine.inplace
+                    plan.ignore += mine.ignore
+                    plan.new_place += mine.new_place
             else:
-                self._reconcile_slots(plan, job, live, plan.desired - len(done), self._eligible_nodes(job), canary)
+                held = [a for a in group_allocs if _held_failed(a, tg)]
+                self._reconcile_slots(
+                    plan, job, live, plan.desired - len(done), self._eligible_nodes(job), canary, held=held
+                )
             plans[name] = plan
         old_groups = {a["TaskGroup"] for a in allocs if not _alloc_terminal(a)} - set(plans)
         for name in old_groups:
             plans[name] = _GroupPlan(stop=[a for a in allocs if a["TaskGroup"] == name and not _alloc_terminal(a)])
         return plans
 
+    def _system_update_limit(
+        self, job: Mapping[str, Any], tg: Mapping[str, Any], active: Mapping[str, Any] | None, allocs: list[Json]
+    ) -> int | None:
+        """How many nodes a system job's evaluation may update destructively (None: all).
+
+        Up to 1.10 (``scheduler/scheduler_system.go``): ``job.Update.MaxParallel`` when
+        the job-level update is rolling (``Stagger > 0 && MaxParallel > 0``), with no
+        health gate: the next batch follows ``stagger`` later whatever happened to this
+        one. From 1.11 (``evictAndPlace`` there): the group's ``max_parallel`` (else the
+        job's), less this deployment's allocations whose health is not known yet;
+        unhealthy ones do not count.
+        """
+        if job.get("Stop"):
+            return None
+        if self.version < (1, 11):
+            u = job.get("Update") or {}
+            rolling = int(u.get("Stagger") or 0) > 0 and int(u.get("MaxParallel") or 0) > 0
+            return int(u["MaxParallel"]) if rolling else None
+        tg_parallel = int((tg.get("Update") or {}).get("MaxParallel") or 0)
+        limit = tg_parallel or int((job.get("Update") or {}).get("MaxParallel") or 0)
+        if limit <= 0:
+            return None
+        if active is not None:
+            for alloc in allocs:
+                if alloc.get("DeploymentID") != active["ID"] or _alloc_terminal(alloc):
+                    continue
+                if (alloc.get("DeploymentStatus") or {}).get("Healthy") is None:
+                    limit -= 1
+        return limit
+
+    def _system_deployments(self, job: Mapping[str, Any]) -> bool:
+        """Whether this Nomad gives the system job a deployment (1.11+, unless max_parallel = 0)."""
+        if job["Type"] != "system" or self.version < (1, 11):
+            return False
+        return any(int((tg.get("Update") or {}).get("MaxParallel") or 0) > 0 for tg in job["TaskGroups"])
+
     def _reconcile_slots(
-        self, plan: _GroupPlan, job: Json, live: list[Json], desired: int, nodes: list[FakeNode], canary: int
+        self,
+        plan: _GroupPlan,
+        job: Json,
+        live: list[Json],
+        desired: int,
+        nodes: list[FakeNode],
+        canary: int,
+        *,
+        held: Sequence[Json] = (),
     ) -> None:
+        """One group's (or, for system jobs, one node's) placements, stops and updates.
+
+        ``held``: failed allocations Nomad will not reschedule; they still hold their
+        name and count toward the group's count (``scheduler/reconciler``: they stay
+        untainted), so they are not replaced. A scale-in (``computeStop`` in
+        ``reconcile_cluster.go``) stops the highest name indexes. From 2.0.4 (GH-27971,
+        "stop failed allocations first when downscaling", ``filterByServerTerminal``) a
+        held failed allocation with such an index is the one stopped; before, it was
+        filtered out of the candidates and an arbitrary live allocation (Go map order)
+        was stopped in its place; the fake stops the lowest live index then.
+        """
         desired = max(desired, 0)
         same = [a for a in live if a["Job"]["Version"] == job["Version"]]
         older = [a for a in live if a["Job"]["Version"] != job["Version"]]
@@ -2541,22 +2719,32 @@ class FakeNomad:
                 plan.place.append((slot, self._pick_node(nodes, live, plan), True))
             return
         keep = same + inplace
-        if len(keep) > desired:
-            surplus = sorted(keep, key=_name_index, reverse=True)[: len(keep) - desired]
+        holding = list(held)
+        if len(keep) + len(holding) > desired:
+            remove = len(keep) + len(holding) - desired
+            highest = sorted(keep + holding, key=_name_index, reverse=True)[:remove]
+            if self.version >= (2, 0, 4):
+                surplus = highest
+            else:
+                surplus = [a for a in highest if a in keep]
+                spare = sorted((a for a in keep if a not in surplus), key=_name_index)
+                surplus += spare[: remove - len(surplus)]
             plan.stop += surplus
             keep = [a for a in keep if a not in surplus]
+            holding = [a for a in holding if a not in surplus]
+        desired -= len(holding)
         plan.ignore += [a for a in keep if a in same]
         plan.inplace += [a for a in keep if a in inplace]
         room = max(desired - len(keep), 0)
         # Replace first the allocations whose name index no kept allocation (e.g. a
         # promoted canary) already holds; the others are just stopped.
-        held = {_name_index(a) for a in keep}
-        destructive.sort(key=lambda a: (_name_index(a) in held, _name_index(a)))
+        held_names = {_name_index(a) for a in keep + holding}
+        destructive.sort(key=lambda a: (_name_index(a) in held_names, _name_index(a)))
         replaced, extra = destructive[:room], destructive[room:]
         plan.destructive += replaced
         plan.stop += extra
         plan.new_place += room - len(replaced)
-        taken = set(held)
+        taken = set(held_names)
         wanted = [_name_index(a) for a in replaced] + [-1] * (room - len(replaced))
         for want, alloc in itertools.zip_longest(wanted, replaced):
             slot = want
@@ -2702,8 +2890,17 @@ class FakeNomad:
         )
         plans = self._reconcile(key, job, active)
         dep = active
-        if dep is None and job["Type"] == "service" and any(p.changes for p in plans.values()):
+        tracked = job["Type"] == "service" or self._system_deployments(job)
+        if dep is None and tracked and any(p.changes for p in plans.values()):
             dep = self._new_deployment(job, plans, idx)
+        if any(p.limited for p in plans.values()) and self.version < (1, 11):
+            # NextRollingEval(job.Update.Stagger): the next batch, whatever this one's health.
+            stagger = int((job.get("Update") or {}).get("Stagger") or 0) / 1e9
+            follow = self._new_eval(
+                key, job, "rolling-update", idx, job_modify_index=int(job["JobModifyIndex"]), wait=stagger
+            )
+            follow["PreviousEval"] = ev["ID"]
+            ev["NextEval"] = follow["ID"]
         for plan in plans.values():
             for alloc in plan.stop:
                 self._stop_alloc(alloc, idx, "alloc not needed due to job update")
@@ -3117,6 +3314,13 @@ class FakeNomad:
         }
         self._save_alloc(alloc, idx)
         self._watch_deployment(str(alloc["DeploymentID"]), idx)
+        dep = self._deploys.get(str(alloc["DeploymentID"]))
+        if healthy and dep is not None and dep["Status"] == "running" and alloc["Job"]["Type"] == "system":
+            # nomad/deploymentwatcher: a healthy allocation lets the next batch go (a new evaluation).
+            key = self._alloc_key(alloc)
+            job = self._jobs.get(key)
+            if job is not None and job["Version"] == dep["JobVersion"]:
+                self._new_eval(key, job, "deployment-watcher", idx, job_modify_index=int(job["JobModifyIndex"]))
 
 
 # ---------------------------------------------------------------------------
@@ -3193,6 +3397,9 @@ def _object_diffs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         o, n = (old or {}).get(key), (new or {}).get(key)
         if o == n or (not o and not n):
             continue
+        if key == "Templates":
+            out += _template_diffs(o or [], n or [])
+            continue
         if all(isinstance(v, list) and all(not isinstance(x, dict | list) for x in v) for v in (o or [], n or [])):
             # a set of strings (Datacenters, ...): one field per added or removed value (stringSetDiff)
             before, after = {_fmt(x) for x in o or []}, {_fmt(x) for x in n or []}
@@ -3207,6 +3414,21 @@ def _object_diffs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, 
         else:
             fields = _field_diffs(_flatten(o, ""), _flatten(n, ""), contextual=False)
         out.append({"Type": _diff_type(o or None, n or None, True), "Name": key, "Fields": fields, "Objects": None})
+    return out
+
+
+def _template_diffs(old: list[Json], new: list[Json]) -> list[Json]:
+    """``structs.templateDiffs``: one "Template" object per changed template, matched by
+    ``DiffID`` (the destination), Edited with contextual fields (``DestPath`` unchanged)."""
+    out = []
+    olds = {t.get("DestPath"): t for t in old}
+    news = {t.get("DestPath"): t for t in new}
+    for dest in sorted(set(olds) | set(news), key=str):
+        o, n = olds.get(dest), news.get(dest)
+        if o == n:
+            continue
+        fields = _field_diffs(_primitives(o, set()), _primitives(n, set()), contextual=o is not None and n is not None)
+        out.append({"Type": _diff_type(o, n, True), "Name": "Template", "Fields": fields, "Objects": None})
     return out
 
 

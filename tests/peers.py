@@ -1,4 +1,4 @@
-"""Real peers for integration tests: a Consul dev agent and an HTCondor pool.
+"""Real peers for integration tests: a Consul dev agent, an HTCondor pool and Prometheus.
 
 Both peers are installed by ``.ci/install-peers.sh`` into ``.peers/`` (or
 ``$NOMADWN_PEERS_DIR``).  This module only starts and stops them; it imports
@@ -7,6 +7,8 @@ nothing outside the standard library and nothing from pytest.
 * :class:`ConsulAgent` runs ``consul agent -dev`` on free loopback ports.
 * :class:`CondorPool` runs a personal HTCondor pool (master, collector,
   negotiator, schedd, startd) inside the Debian trixie chroot.  It needs root.
+* :func:`prometheus_tool` finds Debian's ``promtool`` and ``prometheus``;
+  :class:`PrometheusServer` runs a throw-away Prometheus on a free port.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Final, Self
 
-__all__ = ["CondorPool", "ConsulAgent", "peers_dir"]
+__all__ = ["CondorPool", "ConsulAgent", "PrometheusServer", "peers_dir", "prometheus_tool"]
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 INSTALL_HINT: Final = "run `sudo .ci/install-peers.sh` (installs into .peers/)"
@@ -260,6 +262,101 @@ class ConsulAgent:
     def stop(self) -> None:
         """Stop the agent and remove its temp directory.  Safe to call twice."""
         self._kill()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# Prometheus (Debian bookworm's package, unpacked: promtool and the server)
+
+
+def prometheus_tool(name: str = "promtool") -> Path:
+    """Path of the installed ``promtool`` or ``prometheus`` binary (it may not exist)."""
+    link = peers_dir() / "bin" / name
+    return link if link.exists() else peers_dir() / "prometheus" / "usr" / "bin" / name
+
+
+def prometheus_available() -> str | None:
+    """None when promtool and prometheus are installed, else a message saying how to install them."""
+    for name in ("promtool", "prometheus"):
+        binary = prometheus_tool(name)
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            return f"{name} is not installed ({binary} missing): {INSTALL_HINT}"
+    return None
+
+
+class PrometheusServer:
+    """A throw-away Prometheus server on a free loopback port, with a given configuration file.
+
+    Entering starts it and waits until ``/-/ready`` answers; leaving stops it and removes
+    its temp directory (its TSDB).
+    """
+
+    START_TIMEOUT: Final = 30.0
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.port = 0
+        self.workdir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.workdir / "prometheus.log", lines) if self.workdir else "<no log>"
+
+    def start(self) -> None:
+        message = prometheus_available()
+        if message is not None:
+            raise RuntimeError(message)
+        self.workdir = Path(tempfile.mkdtemp(prefix="nomadwn-prometheus-"))
+        (self.port,) = _free_ports(1)
+        with (self.workdir / "prometheus.log").open("wb") as log:
+            self._proc = subprocess.Popen(
+                [
+                    str(prometheus_tool("prometheus")),
+                    f"--config.file={self.config}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp,
+            ):
+                if resp.status == 200:
+                    return
+            time.sleep(0.2)
+        tail = self.log_tail()
+        self.stop()
+        raise RuntimeError(f"prometheus did not become ready:\n{tail}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop_process(self._proc, grace=10)
+            self._proc = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

@@ -109,13 +109,18 @@ def test_render_writes_then_check_is_fresh(tmp_path: Path) -> None:
         "elastic.nomad.hcl",
         "ephemeral.json",
         "ephemeral.nomad.hcl",
+        "monitoring",
     ]
-    assert first.output.count("wrote") == 12
+    assert sorted(p.name for p in (out / "glasgow" / "monitoring").iterdir()) == [
+        "grafana-dashboard.json",
+        "prometheus.yml",
+    ]
+    assert first.output.count("wrote") == 14
     second = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--json"])
     assert json.loads(second.output)["written"] == []
     check = runner.invoke(app, ["render", str(EXAMPLE), "--out", str(out), "--check"])
     assert check.exit_code == 0
-    assert "12 jobspec file(s) are fresh" in check.output
+    assert "14 jobspec file(s) are fresh" in check.output
 
 
 def test_render_check_stale_prints_diff_and_exits_1(tmp_path: Path) -> None:

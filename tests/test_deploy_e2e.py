@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from tests.conftest import EXAMPLE
+from tests.fake_consul import FakeConsul
 from tests.fake_nomad import FakeNomad
 from typer_cli import app
 
@@ -22,14 +23,26 @@ runner = CliRunner()
 TOKEN = "e2e-secret-token-1234"
 
 
+_CONSUL: dict[int, str] = {}  # the fake Consul serving each fake Nomad's service registrations
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeNomad]:
-    with FakeNomad(token=TOKEN, step_delay=0.02) as server:
+    with FakeNomad(token=TOKEN, step_delay=0.02) as server, FakeConsul(server) as consul:
+        _CONSUL[id(server)] = consul.address
         yield server
+        del _CONSUL[id(server)]
 
 
 def cli(fake: FakeNomad, *args: str) -> Result:
-    env = {"NOMAD_ADDR": fake.address, "NOMAD_TOKEN": TOKEN, "NOMAD_NAMESPACE": "", "NOMAD_REGION": ""}
+    env = {
+        "NOMAD_ADDR": fake.address,
+        "NOMAD_TOKEN": TOKEN,
+        "NOMAD_NAMESPACE": "",
+        "NOMAD_REGION": "",
+        "CONSUL_HTTP_ADDR": _CONSUL.get(id(fake), "http://127.0.0.1:1"),
+        "CONSUL_HTTP_TOKEN": "",
+    }
     result = runner.invoke(app, list(args), env=env)
     assert TOKEN not in result.output
     return result
@@ -45,9 +58,12 @@ def site_with(tmp_path: Path, **flavour_changes: Mapping[str, object]) -> Path:
 
 
 def test_good_deploy_is_healthy_and_uses_check_and_set(fake: FakeNomad) -> None:
-    result = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s")
+    result = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-healthy-time", "0.5s")
     assert result.exit_code == 0, result.output
-    assert "cntwn: healthy: glasgow-cntwn: 2 worker(s) running, one per eligible node" in result.output
+    assert (
+        "cntwn: healthy: glasgow-cntwn: 2 of 2 nodes on version 0, each passing its Consul checks for 0.5s"
+        in result.output
+    )
     assert "elastic: healthy: glasgow-elastic: deployment successful, 4/4 worker(s) healthy" in result.output
     assert "ephemeral: healthy: glasgow-ephemeral: 2 ephemeral worker(s) running" in result.output
     assert "burst: healthy: registered a parameterized job: `nomadwn autoscale` dispatches its workers" in result.output
@@ -60,22 +76,22 @@ def test_good_deploy_is_healthy_and_uses_check_and_set(fake: FakeNomad) -> None:
 
 
 def test_redeploy_without_change_registers_nothing(fake: FakeNomad) -> None:
-    assert cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    assert cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
     fake.clear_requests()
-    again = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-running", "0.5s")
+    again = cli(fake, "deploy", str(EXAMPLE), "--timeout", "30s", "--min-healthy-time", "0.5s")
     assert again.exit_code == 0, again.output
     assert again.output.count(": no change") == 5
     assert fake.requests_to("POST", "/v1/jobs") == []
 
 
 def test_redeploy_keeps_a_count_the_autoscaler_set(fake: FakeNomad, tmp_path: Path) -> None:
-    assert cli(fake, "deploy", str(EXAMPLE), "elastic", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    assert cli(fake, "deploy", str(EXAMPLE), "elastic", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
     fake.set_count("glasgow-elastic", "worker", 7)
     fake.settle()
     changed = site_with(tmp_path, elastic={"meta": {"release": "2"}})
-    result = cli(fake, "deploy", str(changed), "elastic", "--timeout", "30s", "--min-running", "0.5s")
+    result = cli(fake, "deploy", str(changed), "elastic", "--timeout", "30s", "--min-healthy-time", "0.5s")
     assert result.exit_code == 0, result.output
     job = fake.job("glasgow-elastic")
     assert job is not None and job["TaskGroups"][0]["Count"] == 7
@@ -93,7 +109,7 @@ def test_redeploy_keeps_a_count_the_autoscaler_set(fake: FakeNomad, tmp_path: Pa
 )
 def test_failed_deploys_exit_1_with_the_reason(fake: FakeNomad, scenario: str, flavour: str, reason: str) -> None:
     fake.script(f"glasgow-{flavour}", scenario)
-    result = cli(fake, "deploy", str(EXAMPLE), flavour, "--timeout", "30s", "--min-running", "0.5s")
+    result = cli(fake, "deploy", str(EXAMPLE), flavour, "--timeout", "30s", "--min-healthy-time", "0.5s")
     assert result.exit_code == 1, result.output
     assert reason in result.output
     assert f"{flavour}: failed:" in result.output
@@ -103,7 +119,7 @@ def test_plan_exit_codes(fake: FakeNomad) -> None:
     first = cli(fake, "plan", str(EXAMPLE), "cntwn")
     assert first.exit_code == 1, first.output
     assert "cntwn (glasgow-cntwn): added" in first.output
-    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
     unchanged = cli(fake, "plan", str(EXAMPLE), "cntwn")
     assert unchanged.exit_code == 0, unchanged.output
@@ -128,7 +144,7 @@ def test_detach_registers_without_watching(fake: FakeNomad) -> None:
 
 
 def test_rollback_reverts_to_the_previous_stable_version(fake: FakeNomad, tmp_path: Path) -> None:
-    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
     assert (
         cli(
@@ -138,7 +154,7 @@ def test_rollback_reverts_to_the_previous_stable_version(fake: FakeNomad, tmp_pa
             "cntwn",
             "--timeout",
             "30s",
-            "--min-running",
+            "--min-healthy-time",
             "0.5s",
         ).exit_code
         == 0
@@ -150,7 +166,9 @@ def test_rollback_reverts_to_the_previous_stable_version(fake: FakeNomad, tmp_pa
 
 
 def test_stop_and_purge(fake: FakeNomad) -> None:
-    assert cli(fake, "deploy", str(EXAMPLE), "ephemeral", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    assert (
+        cli(fake, "deploy", str(EXAMPLE), "ephemeral", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
+    )
     result = cli(fake, "stop", str(EXAMPLE), "ephemeral", "--purge")
     assert result.exit_code == 0, result.output
     assert "stopped glasgow-ephemeral and purged it" in result.output
@@ -158,7 +176,7 @@ def test_stop_and_purge(fake: FakeNomad) -> None:
 
 
 def test_status_without_consul(fake: FakeNomad) -> None:
-    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-running", "0.5s").exit_code == 0
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
     result = cli(fake, "status", str(EXAMPLE), "--no-consul", "--json")
     assert result.exit_code == 0, result.output
@@ -232,3 +250,54 @@ def test_autoscale_help_names_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--once", "--dry-run", "--no-lock", "--metrics-address", "--holder"):
         assert option in result.output
+
+
+def test_plan_of_new_jobs_is_nomads_summary_one_screen_per_job(fake: FakeNomad) -> None:
+    result = cli(fake, "plan", str(EXAMPLE))
+    assert result.exit_code == 1, result.output
+    blocks = result.output.strip().split("\n")
+    assert "cntwn (glasgow-cntwn): added (Place 2)" in blocks
+    assert '  + Job: "glasgow-cntwn"' in blocks
+    assert '  + Task Group: "worker" (2 create)' in blocks
+    assert '    + Task: "condor" (forces create)' in blocks
+    per_job = len(blocks) / 5
+    assert per_job <= 10, result.output  # no field dump: a screen holds every job
+    assert "EmbeddedTmpl" not in result.output
+
+
+def test_plan_of_a_changed_template_shows_a_line_diff_and_verbose_the_fields(fake: FakeNomad, tmp_path: Path) -> None:
+    assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--detach").exit_code == 0
+    fake.settle()
+    changed = site_with(
+        tmp_path, cntwn={"htcondor": {"collector": ["cm.example"], "extra_config": {"STARTD_DEBUG": "D_FULLDEBUG"}}}
+    )
+    result = cli(fake, "plan", str(changed), "cntwn")
+    assert result.exit_code == 1, result.output
+    assert '  +/- Task Group: "worker" (2 create/destroy update)' in result.output
+    assert "    template local/nomadwn/99-nomadwn.conf (task condor):" in result.output
+    assert "      +STARTD_DEBUG = D_FULLDEBUG" in result.output
+    assert "      -COLLECTOR_HOST = condor-cm.scotgrid.example:9618" in result.output
+    assert "\\n" not in result.output  # no escaped template string
+    meta = site_with(tmp_path, cntwn={"meta": {"release": "7"}})
+    verbose = cli(fake, "plan", str(meta), "cntwn", "--verbose")
+    assert "~ Meta[release]" in verbose.output or "+ Meta[release]" in verbose.output, verbose.output
+    assert "Meta[release]" not in cli(fake, "plan", str(meta), "cntwn").output
+
+
+def test_deploy_autoscaler_prints_the_acl_step_and_applies_it_when_asked(fake: FakeNomad) -> None:
+    printed = cli(fake, "deploy", str(EXAMPLE), "autoscaler", "--detach")
+    assert printed.exit_code == 0, printed.output
+    assert (
+        "    nomad acl policy apply -namespace default -job glasgow-autoscaler "
+        '-description "nomadwn autoscaler of site glasgow" glasgow-autoscaler '
+        "jobspecs/glasgow/acl/autoscaler.nomad-policy.hcl"
+    ) in printed.output
+    assert "consul acl policy create -name glasgow-autoscaler-lock" in printed.output
+    assert fake.acl_policies == {}
+    fake.settle()
+    applied = cli(fake, "deploy", str(EXAMPLE), "autoscaler", "--detach", "--apply-policies")
+    assert applied.exit_code == 0, applied.output
+    assert "autoscaler: applied Nomad ACL policy glasgow-autoscaler to job glasgow-autoscaler" in applied.output
+    policy = fake.acl_policies["glasgow-autoscaler"]
+    assert policy["JobACL"] == {"Namespace": "default", "JobID": "glasgow-autoscaler"}
+    assert policy["Rules"] == (EXAMPLE.parent.parent / "jobspecs/glasgow/acl/autoscaler.nomad-policy.hcl").read_text()

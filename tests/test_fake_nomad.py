@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 import threading
@@ -1462,3 +1463,110 @@ def test_python_nomads_dispatch_job_loses_the_idempotency_token(fake: FakeNomad)
     assert [j["ID"] for j in client.jobs.get_jobs(prefix="burst/dispatch-")] == sorted(
         [one["DispatchedJobID"], two["DispatchedJobID"]]
     )
+
+
+# ---------------------------------------------------------------------------
+# Version switch: system rollouts (scheduler/scheduler_system.go at v1.10.5 and v2.0.5)
+
+
+def _system(image: str, update: Json | None) -> Json:
+    body = job_body("sys", type_="system", count=None, image=image)
+    if update is not None:
+        body["Job"]["Update"] = update
+    return body
+
+
+def _versions_on(fake: FakeNomad) -> dict[str, int]:
+    return {a["NodeName"]: a["JobVersion"] for a in live_allocs(fake, "sys")}
+
+
+def _four_nodes(version: str) -> FakeNomad:
+    return FakeNomad(step_delay=STEP, version=version, nodes=[FakeNode(id=f"node-{i}", name=f"n{i}") for i in range(4)])
+
+
+def test_1_10_system_update_goes_max_parallel_nodes_per_stagger_without_a_deployment() -> None:
+    with _four_nodes("1.10.5") as fake:
+        update = {"MaxParallel": 1, "Stagger": 400_000_000}
+        deployed(fake, _system("example/w:1", update))
+        assert register(fake, _system("example/w:2", update)).status_code == 200
+        time.sleep(STEP * 8)  # the first evaluation is done, the stagger (0.4 s) not yet over
+        assert sorted(_versions_on(fake).values()) == [0, 0, 0, 1]
+        rolling = [e for e in fake.evaluations("sys") if e["TriggeredBy"] == "rolling-update"]
+        assert rolling and rolling[0]["Wait"] == 400_000_000
+        fake.settle(timeout=10)
+        assert set(_versions_on(fake).values()) == {1}
+        assert fake.deployments("sys") == []
+
+
+def test_1_10_system_rollout_is_not_stopped_by_a_bad_image() -> None:
+    """No health gate up to 1.10: every batch is replaced, broken or not."""
+    with _four_nodes("1.10.5") as fake:
+        update = {"MaxParallel": 2, "Stagger": 200_000_000}
+        deployed(fake, _system("example/w:1", update))
+        fake.script("sys", "bad_image", version=1)
+        register(fake, _system("example/w:bad", update))
+        fake.settle(timeout=10)
+        current = [a for a in fake.allocations("sys") if a["Job"]["Version"] == 1]
+        assert {a["NodeName"] for a in current} == {"n0", "n1", "n2", "n3"}
+        assert {a["ClientStatus"] for a in current} == {"failed"}
+
+
+def test_1_10_system_job_without_update_replaces_every_node_at_once() -> None:
+    with _four_nodes("1.10.5") as fake:
+        deployed(fake, _system("example/w:1", None))
+        register(fake, _system("example/w:2", None))
+        time.sleep(STEP * 8)
+        assert set(_versions_on(fake).values()) == {1}
+        job = fake.job("sys")
+        assert job is not None
+        assert job["TaskGroups"][0].get("Update") is None  # no default strategy on 1.10
+
+
+def test_2_0_system_rollout_is_a_deployment_one_healthy_node_at_a_time() -> None:
+    with _four_nodes("2.0.5") as fake:
+        deployed(fake, _system("example/w:1", None))  # no update block: the default strategy (max_parallel 1)
+        first = fake.deployments("sys")
+        assert [d["Status"] for d in first] == ["successful"]
+        register(fake, _system("example/w:2", None))
+        dep = wait_deployment(fake, "sys", 1, "successful", timeout=10)
+        assert dep["TaskGroups"]["worker"]["DesiredTotal"] == 4
+        assert set(_versions_on(fake).values()) == {1}
+        new = sorted((a for a in fake.allocations("sys") if a["Job"]["Version"] == 1), key=lambda a: a["CreateIndex"])
+        for before, after in itertools.pairwise(new):  # each node placed only once the previous one was healthy
+            assert after["CreateIndex"] > before["DeploymentStatus"]["ModifyIndex"]
+
+
+def test_2_0_system_deployment_fails_at_the_first_bad_node_and_auto_reverts() -> None:
+    with _four_nodes("2.0.5") as fake:
+        update = {"MaxParallel": 1, "AutoRevert": True}
+        deployed(fake, _system("example/w:1", update))
+        fake.script("sys", "bad_image", version=1)
+        register(fake, _system("example/w:bad", update))
+        dep = wait_deployment(fake, "sys", 1, "failed", timeout=10)
+        assert "rolling back to job version 0" in dep["StatusDescription"]
+        fake.settle(timeout=10)
+        bad = [a for a in fake.allocations("sys") if a["Job"]["Version"] == 1]
+        assert len(bad) == 1  # the gate held: one node tried the bad image
+        job = fake.job("sys")
+        assert job is not None
+        assert job["Version"] == 2  # the revert, a copy of version 0
+        assert {a["JobVersion"] for a in live_allocs(fake, "sys")} <= {0, 2}
+
+
+@pytest.mark.parametrize(
+    ("version", "stopped"),
+    [("2.0.5", ["web.worker[3]"]), ("2.0.3", ["web.worker[0]"]), ("1.10.5", ["web.worker[0]"])],
+    ids=["2.0.4+-stops-the-failed-one", "2.0.3-stops-a-live-one", "1.10-stops-a-live-one"],
+)
+def test_scale_in_with_a_failed_allocation_by_version(version: str, stopped: list[str]) -> None:
+    """A failed, not rescheduled allocation holds the highest index; what a scale-in stops depends on the version."""
+    with FakeNomad(step_delay=STEP, version=version) as fake:
+        body = job_body(count=4)
+        body["Job"]["TaskGroups"][0]["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False, "Interval": 0}
+        deployed(fake, body)
+        top = next(a for a in fake.allocations("web") if a["Name"] == "web.worker[3]")
+        fake.fail_alloc(top["ID"])
+        fake.set_count("web", "worker", 3)
+        fake.settle()
+        allocs = get(fake, "/v1/job/web/allocations").json()
+        assert sorted(a["Name"] for a in allocs if a["DesiredStatus"] == "stop") == stopped

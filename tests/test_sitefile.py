@@ -182,7 +182,7 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
     ),
     (
         "consul-too-many-meta-pairs",
-        _set("flavours.elastic.service.meta", {f"k{i}": "v" for i in range(62)}),
+        _set("flavours.elastic.service.meta", {f"k{i}": "v" for i in range(65)}),
         ["flavours.elastic.service.meta: Consul allows at most 64 meta pairs; this service would have 65"],
     ),
     (
@@ -236,7 +236,7 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
     (
         "unknown-top-level",
         _set("flavors", {}),
-        ["flavors: unknown top-level key; use name, nomad, autoscaler, defaults, flavours"],
+        ["flavors: unknown top-level key; use name, nomad, autoscaler, monitoring, defaults, flavours"],
     ),
 ]
 

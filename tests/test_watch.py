@@ -332,7 +332,7 @@ def test_status_of_an_unregistered_flavour() -> None:
     assert (row.registered, row.job_status, row.desired, row.checks) == (False, "not registered", 2, None)
 
 
-def test_system_workers_must_keep_running_through_min_running() -> None:
+def test_system_workers_must_keep_running_through_min_healthy_time() -> None:
     """A system job has no deployment: a crash soon after start still fails the deploy."""
     oom = event("Terminated", "Exit Code: 137, Exit Message: OOM Killed", exit_code=137)
     nomad = ScriptedNomad(evaluations=[DONE], alloc_steps=[[alloc(1)], [alloc(1)], [alloc(1, "failed", events=[oom])]])
@@ -340,7 +340,7 @@ def test_system_workers_must_keep_running_through_min_running() -> None:
     steady = ScriptedNomad(evaluations=[DONE], alloc_steps=[[alloc(1, "pending")], [alloc(1)]])
     verdict = watcher(steady).watch("glasgow-cntwn", "system", "eval-1", 1, timeout=60)
     assert verdict.outcome == "healthy"
-    assert steady.clock is not None and steady.clock.now >= 10.0  # the default min_running, on the fake clock
+    assert steady.clock is not None and steady.clock.now >= 10.0  # Nomad's default min_healthy_time, on the fake clock
 
 
 def test_site_status_asks_consul_once_per_service() -> None:

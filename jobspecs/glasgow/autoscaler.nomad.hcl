@@ -111,12 +111,11 @@ job "glasgow-autoscaler" {
         name     = "nomadwn-autoscaler"
         port     = "metrics"
         provider = "consul"
-        tags     = ["glasgow", "autoscaler"]
+        tags     = ["metrics", "glasgow", "autoscaler"]
 
         meta {
-          prometheus_path = "/metrics"
-          prometheus_port_label = "metrics"
-          prometheus_scrape = "true"
+          metrics_path = "/metrics"
+          nomadwn_site = "glasgow"
         }
 
         check {

@@ -121,12 +121,6 @@ job "glasgow-elastic" {
         provider = "consul"
         tags     = ["cntwn", "elastic"]
 
-        meta {
-          prometheus_path = "/metrics"
-          prometheus_port_label = "metrics"
-          prometheus_scrape = "true"
-        }
-
         check {
           name     = "startd"
           type     = "script"
@@ -140,6 +134,19 @@ job "glasgow-elastic" {
             grace           = "2m"
             ignore_warnings = true
           }
+        }
+      }
+
+      service {
+        name     = "condor-master-metrics"
+        port     = "metrics"
+        provider = "consul"
+        tags     = ["metrics", "glasgow", "elastic"]
+
+        meta {
+          metrics_path = "/metrics"
+          nomadwn_flavour = "elastic"
+          nomadwn_site = "glasgow"
         }
       }
 
@@ -193,16 +200,10 @@ NomadwnFlavour = "elastic"
 STARTD_ATTRS = $(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
 # --- lifespan and shutdown (nomadwn.model.ShutdownPlan explains every value)
-UPDATE_INTERVAL = 60
-MASTER_UPDATE_INTERVAL = 60
 MAXJOBRETIREMENTTIME = 173400
 MachineMaxVacateTime = 600
 STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 173415
 MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 173430
-NOMADWN_START_TIME = $ENV(NOMADWN_START_TIME)
-NOMADWN_MAX_AGE = 259200
-STARTD.DAEMON_SHUTDOWN = (time() - $(NOMADWN_START_TIME)) > $(NOMADWN_MAX_AGE)
-MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
 SEC_TOKEN_DIRECTORY = /secrets/condor/tokens.d

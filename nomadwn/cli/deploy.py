@@ -30,10 +30,21 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from nomadwn.deploy import FlavourPlan
+    from nomadwn.model import Site
+    from nomadwn.nomad import NomadAcl
     from nomadwn.watch import Progress
 
 
-def _print_plan(planned: FlavourPlan) -> None:
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print the field-by-field diff of every changed job.")
+]
+
+
+def _print_plan(planned: FlavourPlan, *, verbose: bool = False) -> None:
+    """One job's plan in Nomad's own style: job, groups with counts, tasks; templates as line diffs.
+
+    A new job's summary fits on a screen; ``verbose`` adds every changed field.
+    """
     plan = planned.plan
     if not plan.changed:
         say(f"{planned.flavour} ({planned.job.ID}): no change")
@@ -41,8 +52,16 @@ def _print_plan(planned: FlavourPlan) -> None:
     updates = ", ".join(f"{k} {v}" for g in plan.desired_updates.values() for k, v in sorted(g.items()) if v)
     headline = f"{planned.flavour} ({planned.job.ID}): {plan.diff_type.lower()}"
     say(headline + (f" ({updates})" if updates else ""), style="yellow")
-    for line in plan.changes:
-        say(f"    {line}")
+    for line in plan.summary:
+        say(f"  {line}")
+    if verbose:
+        for line in plan.changes:
+            say(f"    {line}")
+    if plan.diff_type != "Added":  # a new job's templates are all new: the rendered jobspec shows them
+        for change in plan.templates:
+            say(f"    template {change.destination} (task {change.task}):")
+            for line in change.diff():
+                say(f"      {line}", style="green" if line.startswith("+") else "red" if line.startswith("-") else None)
     for problem in planned.placement_problems:
         say(f"    placement: {problem}", style="red")
     if plan.warnings:
@@ -50,7 +69,12 @@ def _print_plan(planned: FlavourPlan) -> None:
 
 
 def _plan(
-    site_file: Path, flavours: list[str] | None, address: str | None, namespace: str | None, region: str | None
+    site_file: Path,
+    flavours: list[str] | None,
+    address: str | None,
+    namespace: str | None,
+    region: str | None,
+    verbose: bool = False,
 ) -> None:
     from nomadwn.deploy import plan_site
     from nomadwn.sitefile import load_site
@@ -58,7 +82,7 @@ def _plan(
     site = load_site(site_file)
     plans = plan_site(site, nomad_client(address, namespace, region), flavours or [])
     for planned in plans:
-        _print_plan(planned)
+        _print_plan(planned, verbose=verbose)
     if any(p.plan.changed for p in plans):
         raise typer.Exit(1)
 
@@ -66,12 +90,18 @@ def _plan(
 def plan(
     site_file: SiteArg,
     flavours: FlavoursArg = None,
+    verbose: VerboseOpt = False,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Show what deploying would change (exit 0 no change, 1 changes, 255 error)."""
-    handled(_plan, error_code=255)(site_file, flavours, address, namespace, region)
+    """Show what deploying would change, as Nomad's plan does (exit 0 no change, 1 changes, 255 error).
+
+    Per job: the job, its groups with create/destroy/in-place/destructive counts, its
+    tasks; a changed template (the HTCondor config, start script) as a line diff of its
+    text. --verbose adds the field diff.
+    """
+    handled(_plan, error_code=255)(site_file, flavours, address, namespace, region, verbose)
 
 
 class _ProgressView:
@@ -115,29 +145,65 @@ def deploy(
     auto_promote: Annotated[
         bool, typer.Option("--auto-promote", help="Promote canaries once they are healthy.")
     ] = False,
-    min_running: Annotated[
-        str, typer.Option("--min-running", help="System/batch jobs: how long workers must keep running to be healthy.")
-    ] = "10s",
+    min_healthy_time: Annotated[
+        str | None,
+        typer.Option(
+            "--min-healthy-time",
+            help="Where nomadwn judges health itself (batch jobs; system jobs up to Nomad 1.10): how long each "
+            "worker must pass its checks (default: the flavour's update.min_healthy_time, else Nomad's 10s).",
+        ),
+    ] = None,
+    apply_policies: Annotated[
+        bool,
+        typer.Option(
+            "--apply-policies",
+            help="With the autoscaler: attach its Nomad ACL policy (jobspecs/<site>/acl/) to its job first "
+            "(needs a management token); without it the command to do so is printed.",
+        ),
+    ] = False,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict."""
-    from nomadwn.deploy import deploy_flavour, plan_site
+    """Plan, register (check-and-set, keeping scaled counts) and watch each flavour to a verdict.
+
+    Service jobs (and system jobs from Nomad 2.0) follow Nomad's deployment. Up to Nomad
+    1.10 a system job has none: nomadwn waits until every node runs the new version and
+    each worker has passed its Consul checks (CONSUL_HTTP_ADDR) for min_healthy_time,
+    and with auto_revert it reverts a failed rollout itself.
+    """
+    import dataclasses
+
+    from nomadwn.consul_health import ConsulClient
+    from nomadwn.consul_settings import ConsulSettings
+    from nomadwn.deploy import deploy_flavour, plan_site, rollout_of
+    from nomadwn.render import AUTOSCALER
     from nomadwn.sitefile import load_site
     from nomadwn.watch import Watcher
 
     timeout_s = seconds(timeout, "--timeout")
-    min_running_s = seconds(min_running, "--min-running")
+    min_healthy_s = None if min_healthy_time is None else seconds(min_healthy_time, "--min-healthy-time")
     site = load_site(site_file)
     nomad = nomad_client(address, namespace, region)
     view = _ProgressView()
-    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, min_running=min_running_s)
+    # Consul tells the workers' health where Nomad does not track a rollout (system jobs up to 1.10).
+    consul = ConsulClient(ConsulSettings.from_env())
+    watcher = None if detach else Watcher(nomad, on_progress=view, auto_promote=auto_promote, consul=consul)
     worst = 0
-    for planned in plan_site(site, nomad, flavours or []):
+    plans = plan_site(site, nomad, flavours or [])
+    if any(p.flavour == AUTOSCALER for p in plans):
+        from nomadwn.nomad import NomadSettings
+        from nomadwn.nomad_client import NomadClient
+
+        acl = NomadClient(NomadSettings.from_env(address=address, namespace=namespace, region=region))
+        _autoscaler_policies(site, acl, apply=apply_policies)
+    for planned in plans:
         _print_plan(planned)
+        rollout = rollout_of(site, planned.flavour)
+        if min_healthy_s is not None:
+            rollout = dataclasses.replace(rollout, min_healthy_time=min_healthy_s)
         with view.showing(f"watching {planned.job.ID}"):
-            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s)
+            result = deploy_flavour(nomad, planned, watcher, timeout=timeout_s, rollout=rollout)
         if not result.changed:
             continue
         if result.verdict is None:
@@ -151,6 +217,30 @@ def deploy(
         worst = max(worst, verdict.exit_code)
     if worst:
         raise typer.Exit(worst)
+
+
+def _autoscaler_policies(site: Site, nomad: NomadAcl, *, apply: bool) -> None:
+    """Say (or, with ``apply``, do) the ACL step of the autoscaler: it runs on workload identity, no token."""
+    from nomadwn.render import acl_policies
+
+    for policy in acl_policies(site):
+        path = Path("jobspecs") / site.name / "acl" / policy.file_name
+        if policy.system == "nomad" and apply:
+            a = site.autoscaler
+            nomad.apply_acl_policy(
+                policy.name,
+                policy.rules,
+                description=f"nomadwn autoscaler of site {site.name}",
+                namespace=a.placement.namespace if a is not None else "default",
+                job_id=site.autoscaler_job_id,
+            )
+            say(f"autoscaler: applied Nomad ACL policy {policy.name} to job {site.autoscaler_job_id}")
+        elif policy.system == "nomad":
+            say("autoscaler: its Nomad ACL policy must be attached to its job (or pass --apply-policies):")
+            say(f"    {policy.install_command(site, path)}")
+        else:
+            say("autoscaler: its Consul token comes from Nomad's workload login; the Consul role needs:")
+            say(f"    {policy.install_command(site, path)}")
 
 
 def _job_id(site_file: Path, flavour: str) -> str:

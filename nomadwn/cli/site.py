@@ -38,7 +38,7 @@ def init(
 @handled
 def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
     """Check a site file; name every bad field and how to fix it (exit 1 if any)."""
-    from nomadwn.model import dispatched, shutdown_plan, site_warnings
+    from nomadwn.model import dispatched, shutdown_plan, site_notes, site_warnings
     from nomadwn.render import privileges
     from nomadwn.sitefile import load_site
     from nomadwn.units import duration_text
@@ -71,18 +71,24 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
         }
         for name, f in site.flavours.items()
     ]
+    notes = site_notes(site)
     if as_json:
         emit_json(
             {
                 "ok": True,
                 "file": str(site_file),
                 "site": site.name,
+                "nomad_version": site.nomad.version,
                 "flavours": summary,
+                "notes": [{"path": n.path, "message": n.message} for n in notes],
                 "warnings": [{"path": w.path, "message": w.message} for w in warnings],
             }
         )
         return
-    say(f"{site_file}: valid site {site.name!r} with {len(summary)} flavour(s)", style="green")
+    say(
+        f"{site_file}: valid site {site.name!r} with {len(summary)} flavour(s), for Nomad {site.nomad.version}",
+        style="green",
+    )
     for name, f in site.flavours.items():
         count = "one per node" if f.kind == "system" else f"count {1 if f.count is None else f.count}"
         if dispatched(f):
@@ -95,6 +101,8 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
         )
         for line in privileges(f):
             say(f"    PRIVILEGE: {line}", style="yellow")
+    for note in notes:
+        say(f"  note: {note.path}: {note.message}", style="yellow")
     for warning in warnings:
         say(f"warning: {warning.path}: {warning.message}", style="yellow", stderr=True)
 

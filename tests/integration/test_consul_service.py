@@ -176,12 +176,11 @@ def test_rendered_service_is_accepted_and_read_back(consul: ConsulAgent, registe
         checks = [c for c in entry["Checks"] if c["ServiceID"] == body["ID"]]
         assert [c["Name"] for c in checks] == ["startd"]
     if flavour == "elastic":
-        # The Prometheus scrape hints arrive as service meta.
-        assert service.Meta == {
-            "prometheus_path": "/metrics",
-            "prometheus_port_label": "metrics",
-            "prometheus_scrape": "true",
-        }
+        # No scrape hints on the condor service: the metrics port is a service of its own
+        # (tests/integration/test_monitoring_peers.py has Prometheus discover it through Consul).
+        assert service.Meta is None
+        metrics = job.TaskGroups[0].Tasks[0].Services[1]
+        assert (metrics.Name, metrics.PortLabel) == ("condor-master-metrics", "metrics")
 
 
 # ---------------------------------------------------------------------------
@@ -257,7 +256,7 @@ def test_meta_key_the_model_rejects_is_rejected_by_consul(consul: ConsulAgent, k
     [
         pytest.param({"consul-owner": "v"}, id="consul-prefix"),
         pytest.param({"long": "v" * 513}, id="value-513-chars"),
-        pytest.param({f"k{i}": "v" for i in range(62)}, id="62-keys-plus-3-prometheus"),
+        pytest.param({f"k{i}": "v" for i in range(65)}, id="65-keys"),
     ],
 )
 def test_meta_consul_rejects_is_rejected_by_the_model(consul: ConsulAgent, meta: dict[str, str]) -> None:

@@ -32,7 +32,7 @@ def _put(base: str, path: str, body: object | None = None) -> None:
 def test_status_shows_consul_check_states_of_each_worker(consul: ConsulAgent) -> None:
     with FakeNomad(step_delay=0.02) as fake:
         env = {"NOMAD_ADDR": fake.address, "CONSUL_HTTP_ADDR": consul.http_addr}
-        deployed = runner.invoke(app, ["deploy", str(EXAMPLE), "cntwn", "--min-running", "0.3s"], env=env)
+        deployed = runner.invoke(app, ["deploy", str(EXAMPLE), "cntwn", "--detach"], env=env)
         assert deployed.exit_code == 0, deployed.output
         fake.settle()
         allocs = fake.allocations("glasgow-cntwn")
@@ -72,7 +72,7 @@ def test_status_shows_consul_check_states_of_each_worker(consul: ConsulAgent) ->
 def test_status_with_consul_unreachable_says_so() -> None:
     with FakeNomad(step_delay=0.02) as fake:
         env = {"NOMAD_ADDR": fake.address, "CONSUL_HTTP_ADDR": "127.0.0.1:1"}
-        deployed = runner.invoke(app, ["deploy", str(EXAMPLE), "cntwn", "--min-running", "0.3s"], env=env)
+        deployed = runner.invoke(app, ["deploy", str(EXAMPLE), "cntwn", "--detach"], env=env)
         assert deployed.exit_code == 0, deployed.output
         result = runner.invoke(app, ["status", str(EXAMPLE), "cntwn"], env=env)
         assert result.exit_code == 1

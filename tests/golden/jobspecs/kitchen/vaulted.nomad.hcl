@@ -157,9 +157,6 @@ job "kitchen-vaulted" {
         tags     = ["a \"quoted\" tag", "back\\slash", "$${not.interpolated}", "%%{ if x }", "unclosed $${ and %%{"]
 
         meta {
-          prometheus_path = "/custom/metrics"
-          prometheus_port_label = "metrics"
-          prometheus_scrape = "true"
           site_note = "line1\nline2"
         }
 
@@ -170,6 +167,19 @@ job "kitchen-vaulted" {
           args     = ["--quiet"]
           interval = "30s"
           timeout  = "10s"
+        }
+      }
+
+      service {
+        name     = "condor-worker-metrics"
+        port     = "metrics"
+        provider = "consul"
+        tags     = ["metrics", "kitchen", "vaulted"]
+
+        meta {
+          metrics_path = "/custom/metrics"
+          nomadwn_flavour = "vaulted"
+          nomadwn_site = "kitchen"
         }
       }
 

@@ -111,12 +111,11 @@ job "rollout-v1-10-autoscaler" {
         name     = "nomadwn-autoscaler"
         port     = "metrics"
         provider = "consul"
-        tags     = ["rollout-v1-10", "autoscaler"]
+        tags     = ["metrics", "rollout-v1-10", "autoscaler"]
 
         meta {
-          prometheus_path = "/metrics"
-          prometheus_port_label = "metrics"
-          prometheus_scrape = "true"
+          metrics_path = "/metrics"
+          nomadwn_site = "rollout-v1-10"
         }
 
         check {

@@ -111,12 +111,11 @@ job "rollout-v2-0-autoscaler" {
         name     = "nomadwn-autoscaler"
         port     = "metrics"
         provider = "consul"
-        tags     = ["rollout-v2-0", "autoscaler"]
+        tags     = ["metrics", "rollout-v2-0", "autoscaler"]
 
         meta {
-          prometheus_path = "/metrics"
-          prometheus_port_label = "metrics"
-          prometheus_scrape = "true"
+          metrics_path = "/metrics"
+          nomadwn_site = "rollout-v2-0"
         }
 
         check {
