@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from nomadwn.condor import CondorSource
 from nomadwn.errors import ConfigError, FieldProblem
 from nomadwn.model import Site, dispatched, shutdown_plan
-from nomadwn.nomad import Allocation, NomadAPI
+from nomadwn.nomad import Allocation, NomadAPI, PlanResult
 from nomadwn.pool import DrainResult, Worker
 
 DRAIN_REASON = "nomadwn drain"
@@ -127,6 +127,21 @@ def targets(
         allocs = [a for a in allocs if node in (a.node_name, a.node_id)]
     workers = {w.alloc_id: w for w in condor.workers(site.name).workers}
     return [Target(alloc=a, worker=workers.get(a.id)) for a in allocs]
+
+
+def replaced(plan: PlanResult, chosen: Sequence[Target]) -> list[Target]:
+    """The workers a planned job change will stop: all of them on a destructive update, else the top ``Stop``.
+
+    Nomad's plan counts, per group, ``DestructiveUpdate`` (every allocation is replaced)
+    and ``Stop``/``Migrate`` (a smaller count stops the highest name indexes first).
+    """
+    counts = {k: sum(g.get(k, 0) for g in plan.desired_updates.values()) for k in ("DestructiveUpdate", "Stop")}
+    if counts["DestructiveUpdate"]:
+        return list(chosen)
+    if not counts["Stop"]:
+        return []
+    by_index = sorted(chosen, key=lambda t: t.alloc.index if t.alloc.index is not None else -1, reverse=True)
+    return by_index[: counts["Stop"]]
 
 
 def drain(condor: CondorSource, chosen: Sequence[Target], *, reason: str = DRAIN_REASON) -> DrainResult:

@@ -189,3 +189,59 @@ def test_drain_cancel_puts_the_worker_back_in_service(
         assert "back in service" in back.output
         payloads.wait_gone(cluster, timeout=60)
     assert payloads.fate(cluster).completed_untouched, payloads.fate(cluster)
+
+
+@pytest.mark.parametrize("drain_first", [True, False], ids=["deploy--drain", "deploy-without-drain"])
+def test_a_rollout_with_a_short_kill_timeout_loses_no_payload_with_drain(
+    pool: CondorPool, cvmfs: FakeCvmfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drain_first: bool
+) -> None:
+    """A new image replaces the worker; Nomad's kill_timeout (5 s) is far below the payload's run time.
+
+    With ``--drain`` the old worker is drained and emptied before the register, so Nomad's
+    stop finds it empty. Without it, the same rollout kills the payload: the control
+    case, which shows what the test guards against.
+    """
+    data = site_data(
+        pool,
+        lifespan={"retirement": RETIREMENT},
+        cvmfs=cvmfs,
+        flavour_name=FLAVOUR,
+        max_kill_timeout="5s",
+        overrides={"count": 1, "update": None, "autoscale": None, "scaling": None},
+    )
+    data["defaults"]["lifespan"]["accept_payload_loss"] = True
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    site = parse_site(data, "site.yaml")
+    placement = NomadLikePlacement(pool, data)
+    payloads = Payloads(pool)
+    with contextlib.ExitStack() as stack:
+        fake = stack.enter_context(
+            FakeNomad(on_running=placement.on_running, on_stop=placement.on_stop, max_kill_timeout=5)
+        )
+        placement.fake = fake
+        stack.callback(placement.stop_all)
+        monkeypatch.setenv("NOMAD_ADDR", fake.address)
+        import requests
+
+        requests.post(f"{fake.address}/v1/jobs", json=build_job(site, FLAVOUR).body(), timeout=10)
+        _wait(lambda: len(placement.workers) == 1, 30, "the worker to be placed")
+        ((_, worker),) = placement.workers.items()
+        worker.wait_joined()
+        _wait(lambda: any(a.get("NomadwnHealthy") for a in worker.slot_ads()), 30, "the probe")
+        cluster = payloads.submit(worker, seconds=12)
+        payloads.wait_running(cluster)
+        data["defaults"]["image"]["tag"] = "2026.12.1"  # a new image: a destructive update
+        site_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+        argv = ["deploy", str(site_file), FLAVOUR, "--detach", *(["--drain"] if drain_first else [])]
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        _wait(lambda: len(placement.workers) == 2, 60, "the new worker")
+        payloads.wait_gone(cluster, timeout=60)
+    fate = payloads.fate(cluster)
+    if drain_first:
+        assert "draining the 1 worker(s) this change replaces" in result.output, result.output
+        assert fate.completed_untouched, (fate, worker.diagnostics())
+        assert placement.killed == []
+    else:
+        assert not fate.completed_untouched, fate  # Nomad's stop killed it: what --drain prevents
