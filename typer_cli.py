@@ -8,6 +8,7 @@ Each command lives in a module of :mod:`nomadwn.cli`, one per verb or area:
 * ``nomadwn/cli/site.py``: ``init``, ``validate``, ``render``;
 * ``nomadwn/cli/deploy.py``: ``plan``, ``deploy``, ``promote``, ``rollback``, ``stop``;
 * ``nomadwn/cli/status.py``: ``status``;
+* ``nomadwn/cli/logs.py``: ``logs``;
 * ``nomadwn/cli/autoscale.py``: ``autoscale``;
 * ``nomadwn/cli/drain.py``: ``drain``;
 * ``nomadwn/cli/simulate.py``: ``simulate``.
@@ -48,7 +49,7 @@ from typing import Annotated
 import typer
 
 from nomadwn import __version__
-from nomadwn.cli import autoscale, deploy, drain, simulate, site, status
+from nomadwn.cli import autoscale, deploy, drain, logs, simulate, site, status
 
 app = typer.Typer(
     name="nomadwn",
@@ -84,6 +85,7 @@ app.command()(deploy.promote)
 app.command()(deploy.rollback)
 app.command()(deploy.stop)
 app.command()(status.status)
+app.command()(logs.logs)
 app.command()(autoscale.autoscale)
 app.command()(drain.drain)
 app.command()(simulate.simulate)

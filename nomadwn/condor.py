@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from nomadwn.errors import CondorError
+from nomadwn.env import env_seconds, raise_problems
+from nomadwn.errors import CondorError, FieldProblem
 from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
 from nomadwn.quoting import string_literal
 
@@ -83,13 +84,11 @@ class CondorSettings:
                 break
         if env.get("NOMADWN_CONDOR_SCHEDDS", "").strip():
             values["schedds"] = _split(env["NOMADWN_CONDOR_SCHEDDS"])
-        if env.get("NOMADWN_CONDOR_TIMEOUT", "").strip():
-            try:
-                values["timeout"] = float(env["NOMADWN_CONDOR_TIMEOUT"])
-            except ValueError:
-                raise ValueError(
-                    f"NOMADWN_CONDOR_TIMEOUT: not a number of seconds: {env['NOMADWN_CONDOR_TIMEOUT']!r}"
-                ) from None
+        problems: list[FieldProblem] = []
+        timeout = env_seconds(env, "NOMADWN_CONDOR_TIMEOUT", problems)
+        raise_problems(problems)
+        if timeout is not None:
+            values["timeout"] = timeout
         for key, value in overrides.items():
             if value is None:
                 continue
@@ -173,6 +172,7 @@ _WORKER_PROJECTION = [
     "NomadJobId",
     "NomadwnSite",
     "NomadwnFlavour",
+    "DaemonStartTime",
 ]
 _ERROR_TYPES: tuple[type[BaseException], ...] = (RuntimeError, ValueError, KeyError, TypeError)
 """Builtin exceptions the compiled bindings raise besides their own two (checked in htcondor2_impl)."""
@@ -514,7 +514,7 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
     A worker with static slots only sums them; its free resources are those of its
     unclaimed slots. ``claimed_slots`` counts claimed dynamic/static slots (or the
     claimed children the partitionable slot lists, if more). ``name`` is the
-    startd's name (the slot name after ``slotN@``).
+    startd's name (the slot name after ``slotN@``); ``started_at`` its ``DaemonStartTime``.
     """
     partitionable = [s for s in slots if s.get("PartitionableSlot") is True or s.get("SlotType") == "Partitionable"]
     dynamic = [s for s in slots if s.get("DynamicSlot") is True or s.get("SlotType") == "Dynamic"]
@@ -566,4 +566,5 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
         memory_free_mb=memory_free,
         claimed_slots=claimed_slots,
         healthy=healthy,
+        started_at=float(first["DaemonStartTime"]) if _int(first.get("DaemonStartTime")) > 0 else None,
     )

@@ -585,6 +585,15 @@ def site_notes(site: Site) -> list[FieldProblem]:
             )
         )
     for name, f in site.flavours.items():
+        if f.resources.memory_max is not None:
+            # nomad/job_endpoint_hooks.go memoryOversubscriptionValidate (1.10 and 2.0).
+            out.append(
+                FieldProblem(
+                    f"flavours.{name}.resources.memory_max",
+                    "Nomad ignores it and warns unless memory oversubscription is enabled in the scheduler "
+                    "configuration (nomad operator scheduler set-config -memory-oversubscription=true)",
+                )
+            )
         if f.kind != "system" or f.update is None or system_deployments(site):
             continue
         u = f.update

@@ -108,6 +108,7 @@ class Worker:
     advertise one, which counts as healthy). From Nomad: ``index`` (the allocation's
     name index, -1 when unknown or a dispatched batch worker) and ``since`` (when the
     autoscaler first saw it *starting*, for the start deadline; None otherwise).
+    ``started_at``: when its startd started (``DaemonStartTime``), for its age.
     A starting worker's totals and free resources are the flavour's worker size.
     """
 
@@ -126,6 +127,7 @@ class Worker:
     claimed_slots: int = 0
     healthy: bool | None = None
     since: float | None = None
+    started_at: float | None = None
 
     @property
     def free(self) -> Capacity:

@@ -41,8 +41,13 @@ _REMOVED_IN_1_10 = {("Vault", "Policies"), ("Task", "VaultToken"), ("Job", "Vaul
 _DEPRECATED_GROUP = ("MaxClientDisconnect", "StopAfterClientDisconnect", "PreventRescheduleOnLost")
 
 
-def check(body: dict[str, Any], version: str) -> tuple[list[str], list[str]]:
-    """``(errors, warnings)`` Nomad ``version`` ("1.10" or "2.0") would report for a job body."""
+def check(body: dict[str, Any], version: str, *, oversubscription: bool = True) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` Nomad ``version`` ("1.10" or "2.0") would report for a job body.
+
+    ``oversubscription``: whether the cluster's scheduler configuration enables memory
+    oversubscription (``memoryOversubscriptionValidate`` warns about ``memory_max``
+    otherwise; ``nomadwn validate`` notes it per flavour).
+    """
     job = body["Job"]
     errors: list[str] = []
     warnings: list[str] = []
@@ -85,6 +90,8 @@ def check(body: dict[str, Any], version: str) -> tuple[list[str], list[str]]:
         warnings += _shutdown_delay_warnings(tg) if version >= "2.0" else []
         for task in tg["Tasks"]:
             where = f"task {name}.{task['Name']}"
+            if not oversubscription and (task.get("Resources") or {}).get("MemoryMaxMB"):
+                warnings.append(f"{where}: Memory oversubscription is not enabled; memory_max value will be ignored")
             vault = task.get("Vault")
             if vault is not None and "Policies" in vault and version >= "1.10":
                 errors.append(f"{where}: vault.policies was removed in Nomad 1.10 (use a role)")

@@ -166,3 +166,13 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["site"] == "glasgow"
+
+
+def test_status_with_nomad_unreachable_says_so_and_exits_1() -> None:
+    env = {"NOMAD_ADDR": "http://127.0.0.1:1", "NOMAD_TOKEN": "", "NOMAD_NAMESPACE": "", "NOMAD_REGION": ""}
+    result = runner.invoke(app, ["status", str(EXAMPLE), "--no-consul", "--no-condor"], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Nomad UNREACHABLE" in result.output
+    assert "reading job glasgow-cntwn at http://127.0.0.1:1: cannot connect" in " ".join(result.output.split())
+    assert max(len(line) for line in result.output.splitlines()) <= 80

@@ -14,7 +14,7 @@ import htcondor2
 import pytest
 
 from nomadwn.condor import CondorSettings, HTCondorSource, binding_exceptions, fold_worker
-from nomadwn.errors import BackendError
+from nomadwn.errors import BackendError, ConfigError
 from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker
 
 # ---------------------------------------------------------------------------
@@ -203,9 +203,15 @@ def test_settings_from_env(env: dict[str, str], overrides: dict[str, Any], expec
     assert CondorSettings.from_env(env, **overrides) == expected
 
 
-def test_settings_reject_bad_timeout() -> None:
-    with pytest.raises(ValueError, match=r"NOMADWN_CONDOR_TIMEOUT: not a number of seconds: 'soon'"):
-        CondorSettings.from_env({"NOMADWN_CONDOR_TIMEOUT": "soon"})
+@pytest.mark.parametrize("value", ["soon", "abc", "0", "-5", "nan", "inf"])
+def test_settings_reject_bad_timeout(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        CondorSettings.from_env({"NOMADWN_CONDOR_TIMEOUT": value})
+    problem = f"NOMADWN_CONDOR_TIMEOUT: {value!r} is not a positive number of seconds, such as 20"
+    assert str(caught.value) == f"environment: 1 problem(s)\n  {problem}"
+
+
+def test_settings_reject_bad_explicit_timeout() -> None:
     with pytest.raises(ValueError, match=r"CondorSettings.timeout: must be a positive number of seconds, not 0"):
         CondorSettings(timeout=0)
 

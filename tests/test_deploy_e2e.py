@@ -178,7 +178,7 @@ def test_stop_and_purge(fake: FakeNomad) -> None:
 def test_status_without_consul(fake: FakeNomad) -> None:
     assert cli(fake, "deploy", str(EXAMPLE), "cntwn", "--timeout", "30s", "--min-healthy-time", "0.5s").exit_code == 0
     fake.settle()
-    result = cli(fake, "status", str(EXAMPLE), "--no-consul", "--json")
+    result = cli(fake, "status", str(EXAMPLE), "--no-consul", "--no-condor", "--json")
     assert result.exit_code == 0, result.output
     import json
 

@@ -55,6 +55,19 @@ def test_every_golden_job_passes_nomads_rules_with_no_warning(site_file: Path, v
         assert (errors, warnings) == ([], []), f"{site_file.name} {rendered.flavour} on Nomad {version}"
 
 
+def test_example_jobs_warn_about_nothing_even_without_memory_oversubscription() -> None:
+    for rendered in render_site(load_site(EXAMPLE)):
+        for version in ("1.10", "2.0"):
+            assert nomad_rules.check(rendered.job.body(), version, oversubscription=False) == ([], [])
+
+
+def test_memory_max_is_noted_because_nomad_warns_without_oversubscription() -> None:
+    data = _site("2.0", {"max_parallel": 1})
+    data["flavours"]["node"]["resources"]["memory_max"] = "20GiB"
+    notes = site_notes(parse_site(data))
+    assert [n.path for n in notes] == ["flavours.node.resources.memory_max"]
+
+
 def test_system_update_on_1_10_renders_only_what_nomad_reads() -> None:
     site = parse_site(_site("1.10", {"max_parallel": 2, "stagger": "5m", "min_healthy_time": "1m"}))
     (job,) = [r.job for r in render_site(site)]

@@ -36,8 +36,16 @@ def say(text: str, *, style: str | None = None, stderr: bool = False) -> None:
     typer.secho(text, fg=style, err=stderr)
 
 
+DEBUG_VARIABLE = "NOMADWN_DEBUG"
+"""Set to true to see the traceback of an unexpected error instead of its one-line summary."""
+
+
 def handled(command: Callable[P, R], error_code: int = 1) -> Callable[P, R]:
-    """The CLI's one error handler: a nomadwn error prints its message and exits 1; Ctrl-C exits 130."""
+    """The CLI's one error handler: a nomadwn error prints its message and exits 1; Ctrl-C exits 130.
+
+    Anything else (a bug: no input should get this far) prints one line naming the
+    exception and exits 1 too, never a traceback, unless ``NOMADWN_DEBUG`` is true.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -49,8 +57,33 @@ def handled(command: Callable[P, R], error_code: int = 1) -> Callable[P, R]:
         except KeyboardInterrupt:
             say("interrupted: stopped watching; anything already submitted keeps running in Nomad", stderr=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # Typer's own: usage errors (exit 2) and explicit exits
+        except Exception as exc:
+            if _debugging():
+                raise
+            say(
+                f"error: unexpected {type(exc).__name__}: {_first_line(exc)}. This is a bug in nomadwn: please"
+                f" report it with the command and its input ({DEBUG_VARIABLE}=true shows the traceback)",
+                style="red",
+                stderr=True,
+            )
+            raise typer.Exit(error_code) from None
 
     return wrapper
+
+
+def _debugging() -> bool:
+    import os
+
+    from nomadwn.env import env_bool
+
+    return bool(env_bool(os.environ, DEBUG_VARIABLE, []))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:300] if text else "no message").rstrip(".")
 
 
 def emit_json(document: Any) -> None:

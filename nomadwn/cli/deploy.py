@@ -285,7 +285,7 @@ def _job_id(site_file: Path, flavour: str) -> str:
 
     site = load_site(site_file)
     select_flavours(site, [flavour])
-    return site.job_id(flavour)
+    return site.job_id(flavour) if flavour in site.flavours else site.autoscaler_job_id
 
 
 @handled
@@ -315,13 +315,21 @@ def rollback(
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Revert a flavour's job to its previous stable version."""
-    from nomadwn.deploy import previous_stable_version
+    """Revert a flavour's job to its previous stable version.
 
-    job_id = _job_id(site_file, flavour)
+    Stable versions come from deployments: service jobs, and system jobs from Nomad 2.0;
+    a system job on 1.10 reverts to its previous version.
+    """
+    from nomadwn.deploy import previous_stable_version, rollout_of, select_flavours
+    from nomadwn.sitefile import load_site
+
+    site = load_site(site_file)
+    select_flavours(site, [flavour])
+    job_id = site.job_id(flavour) if flavour in site.flavours else site.autoscaler_job_id
     nomad = nomad_client(address, namespace, region)
     current = nomad.job(job_id)
-    target = previous_stable_version(nomad, job_id, current.type if current else "service")
+    tracked = rollout_of(site, flavour).tracked
+    target = previous_stable_version(nomad, job_id, current.type if current else "service", deployments=tracked)
     if current is None or target is None:
         say(f"error: {job_id} has no earlier stable version to roll back to", style="red", stderr=True)
         raise typer.Exit(1)

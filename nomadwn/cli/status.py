@@ -1,11 +1,12 @@
-"""``nomadwn status``: one row per flavour, Nomad's view joined with the workers' Consul checks.
+"""``nomadwn status``: the pool view, per flavour and per worker, across Nomad, Consul and HTCondor.
 
-rich (for the table) and the Nomad and Consul clients are imported inside the command.
+rich (for the terminal) and the Nomad, Consul and HTCondor clients are imported inside the command.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +20,71 @@ from nomadwn.cli._common import (
     emit_json,
     handled,
     nomad_client,
+    seconds,
 )
+
+if TYPE_CHECKING:
+    from nomadwn.model import Site
+    from nomadwn.nomad import NomadAPI
+    from nomadwn.status import PoolStatus
+
+
+def _rich(status: PoolStatus) -> Any:
+    """The pool view as rich renderables (a terminal): one table per flavour."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from nomadwn.status import SYSTEM_NAMES, WORKER_COLUMNS, flavour_line, worker_cells
+
+    parts: list[Any] = []
+    systems = Text(f"site {status.site}  ")
+    for s, name in SYSTEM_NAMES.items():
+        state = "skipped" if s in status.skipped else "UNREACHABLE" if s in status.errors else "ok"
+        systems.append(f"{name} {state}  ", style={"ok": "green", "skipped": "dim"}.get(state, "bold red"))
+    parts.append(systems)
+    for s, message in status.errors.items():
+        parts.append(Text(f"{SYSTEM_NAMES[s]}: {message}", style="red"))
+    for r in status.flavours:
+        table = Table(title=Text(flavour_line(r)), title_justify="left", expand=False)
+        for column in WORKER_COLUMNS:
+            table.add_column(column, overflow="fold", no_wrap=False)
+        for w in r.workers:
+            table.add_row(*(Text(cell) for cell in worker_cells(w)))
+        parts.append(table)
+    parts.append(Text("CPU: cores in use/free; MEM: GiB in use/free; JOBS: payloads; LEFT: of max_age", style="dim"))
+    return Group(*parts)
+
+
+def _wait_for_change(nomad: NomadAPI | None, job_ids: list[str], indexes: dict[str, int], timeout: float) -> None:
+    """Block until one of the jobs' allocations changes in Nomad (blocking queries) or ``timeout`` passes."""
+    import time
+
+    if nomad is None or not job_ids:
+        time.sleep(timeout)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from nomadwn.errors import NomadwnError
+
+    def one(job_id: str) -> None:
+        try:
+            indexes[job_id] = nomad.allocations(job_id, index=indexes.get(job_id, 0), wait=timeout).index
+        except NomadwnError:
+            time.sleep(timeout)  # the next refresh says what is wrong
+
+    pool = ThreadPoolExecutor(max_workers=min(8, len(job_ids)), thread_name_prefix="nomadwn-status")
+    try:
+        wait([pool.submit(one, job_id) for job_id in job_ids], timeout=timeout + 1, return_when=FIRST_COMPLETED)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collectors(site: Site, names: list[str]) -> list[str]:
+    for name in [*names, *site.flavours]:
+        if name in site.flavours:
+            return list(site.flavours[name].htcondor.collector)
+    return []
 
 
 @handled
@@ -27,17 +92,32 @@ def status(
     site_file: SiteArg,
     flavours: FlavoursArg = None,
     no_consul: Annotated[bool, typer.Option("--no-consul", help="Leave out the Consul health checks.")] = False,
+    no_condor: Annotated[
+        bool, typer.Option("--no-condor", help="Leave out HTCondor (workers' slots, demand).")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh live (on a terminal) as Nomad's allocations change.")
+    ] = False,
+    interval: Annotated[
+        str, typer.Option("--interval", help="With --watch: refresh at least this often (HTCondor, Consul).")
+    ] = "10s",
     as_json: JsonOpt = False,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """One row per flavour: Nomad job and allocations, joined with the workers' Consul checks."""
+    """The pool view: per flavour and worker, Nomad's allocation, Consul's checks and HTCondor's slots, plus the
+    idle jobs each flavour would take. Exit 1 when Nomad, Consul or HTCondor cannot be reached (it says which)."""
+    import os
+    import time
+
     from nomadwn.deploy import select_flavours
     from nomadwn.sitefile import load_site
-    from nomadwn.status import site_status
+    from nomadwn.status import pool_status, status_lines
 
+    every = seconds(interval, "--interval")
     site = load_site(site_file)
+    names = select_flavours(site, flavours or [])
     nomad = nomad_client(address, namespace, region)
     consul = None
     if not no_consul:
@@ -45,33 +125,40 @@ def status(
         from nomadwn.consul_settings import ConsulSettings
 
         consul = ConsulClient(ConsulSettings.from_env())
-    rows = site_status(site, select_flavours(site, flavours or []), nomad, consul)
-    if as_json:
-        emit_json({"site": site.name, "flavours": [r.as_json() for r in rows]})
-        return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    condor = None
+    if not no_condor:
+        from nomadwn.condor import CondorSettings, HTCondorSource
 
-    table = Table(title=f"site {site.name}", title_justify="left")
-    for column in ("flavour", "job", "version", "desired", "placed", "running", "healthy", "failed", "deployment"):
-        table.add_column(column, overflow="fold")  # fold, never truncate, on narrow terminals
-    if not no_consul:
-        table.add_column("consul checks", overflow="fold")
-    for r in rows:
-        cells = [
-            r.flavour,
-            f"{r.job_id} ({r.kind}, {r.job_status})",
-            "-" if r.version is None else str(r.version),
-            "per node" if r.desired is None and r.registered else str(r.desired if r.desired is not None else "-"),
-            str(r.placed),
-            str(r.running),
-            str(r.healthy),
-            str(r.failed),
-            r.deployment or "-",
-        ]
-        if not no_consul:
-            c = r.checks
-            cells.append("-" if c is None else f"{c.passing} passing, {c.warning} warning, {c.critical} critical")
-        table.add_row(*(Text(cell) for cell in cells))
-    Console(highlight=False, soft_wrap=True).print(table)
+        # Precedence: the site file's collector < the environment (CONDOR_HOST, _CONDOR_COLLECTOR_HOST).
+        file_collectors = {"CONDOR_HOST": ",".join(_collectors(site, names))}
+        condor = HTCondorSource(CondorSettings.from_env({**file_collectors, **os.environ}))
+
+    def snapshot() -> PoolStatus:
+        return pool_status(site, names, nomad, consul, condor, clock=time.time)
+
+    terminal = sys.stdout.isatty()
+    if watch and terminal and not as_json:
+        from rich.console import Console
+        from rich.live import Live
+
+        job_ids = [site.job_id(n) if n in site.flavours else site.autoscaler_job_id for n in names]
+        indexes: dict[str, int] = {}
+        with Live(_rich(snapshot()), console=Console(highlight=False), auto_refresh=False) as live:
+            while True:
+                _wait_for_change(nomad, job_ids, indexes, every)
+                live.update(_rich(snapshot()), refresh=True)
+    while True:
+        current = snapshot()
+        if as_json:
+            emit_json(current.as_json())
+        elif terminal:
+            from rich.console import Console
+
+            Console(highlight=False, soft_wrap=False).print(_rich(current))
+        else:
+            typer.echo("\n".join(status_lines(current, width=80)))
+        if not watch:
+            break
+        time.sleep(every)
+    if not current.ok:
+        raise typer.Exit(1)
