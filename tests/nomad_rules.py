@@ -23,6 +23,7 @@ blocks are merged with ``api.DefaultUpdateStrategy`` the way ``Canonicalize`` do
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _DEFAULT_UPDATE: dict[str, Any] = {  # api/jobs.go DefaultUpdateStrategy
@@ -38,6 +39,10 @@ _DEFAULT_UPDATE: dict[str, Any] = {  # api/jobs.go DefaultUpdateStrategy
 }
 # api/tasks.go and api/jobs.go field names each version knows (the ones nomadwn could emit).
 _REMOVED_IN_1_10 = {("Vault", "Policies"), ("Task", "VaultToken"), ("Job", "VaultToken"), ("Job", "ConsulToken")}
+# consul-template functions that read Consul (1.10: they need the task's Consul token from workload identity).
+_CONSUL_TEMPLATE = re.compile(
+    r"\{\{-?\s*(?:with\s+|range\s+)?(key|keyExists|keyOrDefault|ls|safeLs|tree|safeTree|service|services|connect|caRoots|caLeaf)\b"
+)
 _DEPRECATED_GROUP = ("MaxClientDisconnect", "StopAfterClientDisconnect", "PreventRescheduleOnLost")
 
 
@@ -102,6 +107,14 @@ def check(body: dict[str, Any], version: str, *, oversubscription: bool = True) 
                 e, w = _identity(wid)
                 errors += [f"{where}: identity {wid.get('Name', 'default')}: {x}" for x in e]
                 warnings += [f"{where}: identity {wid.get('Name', 'default')}: {x}" for x in w]
+            reads_consul = any(
+                _CONSUL_TEMPLATE.search(t.get("EmbeddedTmpl") or "") for t in task.get("Templates") or []
+            )
+            has_consul_identity = task.get("Consul") is not None or any(
+                str(i.get("Name", "")).startswith("consul_") for i in identities
+            )
+            if reads_consul and not has_consul_identity:
+                errors.append(f"{where}: a template reads Consul but the task has no consul block or consul_ identity")
             if vault is not None and not any(i.get("Name") == "vault_default" for i in identities):
                 warnings.append(f"{where}: a vault block but no vault_default identity (needs server default_identity)")
     return errors, warnings

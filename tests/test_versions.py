@@ -189,3 +189,13 @@ def test_nomad_policy_grants_the_autoscaler_its_namespaces_only() -> None:
         "default": {"list-jobs", "read-job", "scale-job", "dispatch-job"}
     }
     assert "-job glasgow-autoscaler" in acl_policies(example)[0].install_command(example, Path("p.hcl"))
+
+
+def test_the_rules_catch_a_template_that_reads_consul_without_a_consul_identity() -> None:
+    body = next(r.job for r in render_site(load_site(EXAMPLE)) if r.flavour == "cntwn").body()
+    task = body["Job"]["TaskGroups"][0]["Tasks"][0]
+    task["Templates"].append({"EmbeddedTmpl": '{{ key "site/x" }}', "DestPath": "local/x", "ChangeMode": "noop"})
+    errors, _ = nomad_rules.check(body, "1.10")
+    assert errors == [
+        "task worker.condor: a template reads Consul but the task has no consul block or consul_ identity"
+    ]
