@@ -560,12 +560,14 @@ def system_deployments(site: Site) -> bool:
 
 
 def health_settle(flavour: Flavour) -> timedelta:
-    """How long after a worker starts its first check result may take to reach Consul.
+    """How long after a worker starts a passing check result may take to reach Consul.
 
-    Nomad runs a script check right after the task starts and then every
-    ``interval``; until the first result Consul shows it critical, and
-    ``check_restart.grace`` is how long Nomad itself ignores failures. The longer of
-    the grace and one interval plus timeout.
+    Nomad runs a script check as soon as the task starts, then every ``interval``
+    (``client/allocrunner/taskrunner/tasklet.go``: a timer at 0, reset to the
+    interval), each run taking up to ``timeout``; until a result arrives Consul shows
+    the check critical. The startd is seldom up at the first run, so the first
+    *passing* result comes one ``interval`` plus ``timeout`` later; ``check_restart.grace``
+    is how long Nomad itself ignores failures. The longer of the two.
     """
     h = flavour.health
     first = h.interval + h.timeout
@@ -592,6 +594,20 @@ def site_notes(site: Site) -> list[FieldProblem]:
                     f"flavours.{name}.resources.memory_max",
                     "Nomad ignores it and warns unless memory oversubscription is enabled in the scheduler "
                     "configuration (nomad operator scheduler set-config -memory-oversubscription=true)",
+                )
+            )
+        u0 = f.update
+        if (
+            u0 is not None
+            and u0.health_check == "checks"
+            and u0.healthy_deadline <= u0.min_healthy_time + health_settle(f)
+        ):
+            out.append(
+                FieldProblem(
+                    f"flavours.{name}.update.healthy_deadline",
+                    f"shorter than min_healthy_time plus the first passing check "
+                    f"({duration_text(u0.min_healthy_time + health_settle(f))}): a worker whose startd needs a "
+                    "second check run is never healthy in time",
                 )
             )
         if f.kind != "system" or f.update is None or system_deployments(site):
