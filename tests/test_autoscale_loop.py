@@ -30,10 +30,10 @@ def site() -> Site:
     return load_site(EXAMPLE)
 
 
-def with_retirement(site: Site, retirement: str = "24h") -> Site:
-    """The site with a ``lifespan.retirement`` on elastic: its payloads may be drained."""
+def with_retirement(site: Site, retirement: timedelta | None = timedelta(hours=24)) -> Site:
+    """The site with this ``lifespan.retirement`` on elastic (a drain evicts a payload that long after its start)."""
     elastic = site.flavours["elastic"]
-    life = elastic.lifespan.model_copy(update={"retirement": timedelta(hours=24) if retirement == "24h" else None})
+    life = elastic.lifespan.model_copy(update={"retirement": retirement})
     flavours = {**site.flavours, "elastic": elastic.model_copy(update={"lifespan": life})}
     return site.model_copy(update={"flavours": flavours})
 
@@ -155,7 +155,7 @@ def test_a_claimed_worker_at_the_top_is_drained_then_removed_once_empty(site: Si
 
 
 def test_without_retirement_a_claimed_worker_is_never_drained(site: Site) -> None:
-    w = World(site)  # the example's elastic has no lifespan.retirement: a drain would evict at once
+    w = World(with_retirement(site, None))  # no lifespan.retirement: a drain would evict at once
     w.claim(3)
     step = w.scaler.step()
     assert w.condor.drain_calls == [] and w.scales() == []
