@@ -264,6 +264,11 @@ def test_cli_bad_trace_names_the_line(tmp_path: Path) -> None:
     assert "line 2: an SWF job line has 18 fields, this one has 3" in out.output
     out = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--trace", str(bad), "--cluster", "4by8"])
     assert out.exit_code == 1 and "--cluster" in out.output
+    out = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--trace", str(tmp_path / "none.swf")])
+    assert out.exit_code == 1 and "none.swf: 1 problem(s)\n  no such file" in out.output
+    out = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--trace", str(SLICE), "--cluster", "2x4"])
+    assert out.exit_code == 1
+    assert "a node of 4 cores and 16384 MB cannot hold one elastic worker (8 cores, 16384 MB)" in out.output
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

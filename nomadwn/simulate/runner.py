@@ -381,6 +381,17 @@ def simulate(
     if len(trace) == 0:
         raise ConfigError(trace.source, [FieldProblem("", "no job in the trace ran")], context=" in the trace")
     cluster = opts.cluster or default_cluster(site)
+    too_big = [f for f in flavours_of(site).values() if cluster.holds(f) == 0]
+    if too_big:
+        problems = [
+            FieldProblem(
+                "",
+                f"a node of {cluster.cores} cores and {cluster.memory_mb} MB cannot hold one "
+                f"{f.name} worker ({f.cores} cores, {f.memory_mb} MB)",
+            )
+            for f in too_big
+        ]
+        raise ConfigError("--cluster", problems, context="")
     opts = replace(opts, cluster=cluster)
     auto, samples = run(site, trace, opts, progress=progress)
     flavour = static_flavour(site)
