@@ -25,13 +25,14 @@ EXAMPLE = ROOT / "examples" / "glasgow.yaml"
 def _site(version: str, update: dict[str, Any], kind: str = "system") -> dict[str, Any]:
     return {
         "name": "v",
-        "nomad": {"version": version},
+        "nomad": {"version": version, "max_kill_timeout": "49h"},
         "flavours": {
             "node": {
                 "kind": kind,
                 "image": {"repository": "example/worker", "tag": "1"},
                 "htcondor": {"collector": ["cm.example"]},
                 "resources": {"cores": 8, "memory": "16GiB"},
+                "lifespan": {"retirement": "48h"},
                 "update": update,
             }
         },
@@ -116,7 +117,8 @@ def test_vault_uses_workload_identity_and_a_role_never_policies() -> None:
     site = load_site(ROOT / "tests" / "golden" / "rollout-1.10.yaml")
     body = next(r.job for r in render_site(site) if r.flavour == "node").body()
     task = body["Job"]["TaskGroups"][0]["Tasks"][0]
-    assert task["Vault"] == {"Role": "condor", "ChangeMode": "restart"}
+    # A renewed Vault token needs no restart: the template keeps reading with it (issue 8).
+    assert task["Vault"] == {"Role": "condor", "ChangeMode": "noop"}
     assert task["Identities"] == [{"Name": "vault_default", "Audience": ["vault.example"], "TTL": 3_600_000_000_000}]
 
 
