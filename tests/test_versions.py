@@ -202,7 +202,7 @@ def test_the_rules_catch_a_template_that_reads_consul_without_a_consul_identity(
 
 
 def test_a_healthy_deadline_too_short_for_the_first_passing_check_is_noted() -> None:
-    data = _site("2.0", {"min_healthy_time": "4m", "healthy_deadline": "5m"})
+    data = _site("2.0", {"min_healthy_time": "4m", "healthy_deadline": "5m"})  # progress_deadline: derived
     notes = site_notes(parse_site(data))  # default check: interval 60s + timeout 60s before the first pass
     assert [n.path for n in notes] == ["flavours.node.update.healthy_deadline"]
     assert "(6m)" in notes[0].message
