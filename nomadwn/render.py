@@ -37,6 +37,7 @@ from nomadwn.model import (
     dispatched,
     metrics_service_name,
     port_labels,
+    privileges,
     service_meta,
     static_port,
     system_deployments,
@@ -485,16 +486,6 @@ def acl_policies(site: Site) -> list[AclPolicy]:
     return [nomad_policy, consul_policy]
 
 
-def privileges(flavour: Flavour) -> list[str]:
-    """Plain-words statements of the elevated privileges a flavour's container gets."""
-    if flavour.cvmfs.mode != "fuse":
-        return []
-    return [
-        "CVMFS fuse mode: the container gets capabilities SYS_ADMIN and MKNOD and the device /dev/fuse; "
-        "the docker plugin on the clients must allow them (allow_caps)."
-    ]
-
-
 # ---------------------------------------------------------------------------
 # HCL
 
@@ -502,7 +493,7 @@ def privileges(flavour: Flavour) -> list[str]:
 @functools.cache
 def _environment() -> jinja2.Environment:
     # Built once per process: compiling the template dominates the cost of a render.
-    # Imported here, not at the top, so that `validate` (which needs privileges()) does not pay for Jinja2.
+    # Imported here, not at the top: importing render (deploy, status) should not pay for Jinja2.
     import jinja2
 
     env = jinja2.Environment(

@@ -38,8 +38,7 @@ def init(
 @handled
 def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
     """Check a site file; name every bad field and how to fix it (exit 1 if any)."""
-    from nomadwn.model import dispatched, site_notes
-    from nomadwn.render import privileges
+    from nomadwn.model import dispatched, privileges, site_notes
     from nomadwn.sitefile import load_site
 
     try:
