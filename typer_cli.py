@@ -8,6 +8,7 @@ Each command lives in a module of :mod:`nomadwn.cli`, one per verb or area:
 * ``nomadwn/cli/site.py``: ``init``, ``validate``, ``render``;
 * ``nomadwn/cli/deploy.py``: ``plan``, ``deploy``, ``promote``, ``rollback``, ``stop``;
 * ``nomadwn/cli/status.py``: ``status``;
+* ``nomadwn/cli/logs.py``: ``logs``;
 * ``nomadwn/cli/autoscale.py``: ``autoscale``;
 * ``nomadwn/cli/simulate.py``: ``simulate``.
 
@@ -55,7 +56,7 @@ import typer
 from typer.models import CommandInfo
 
 from nomadwn import __version__
-from nomadwn.cli import autoscale, deploy, simulate, site, status
+from nomadwn.cli import autoscale, deploy, logs, simulate, site, status
 
 app = typer.Typer(
     name="nomadwn",
@@ -91,6 +92,7 @@ app.command()(deploy.promote)
 app.command()(deploy.rollback)
 app.command()(deploy.stop)
 app.command()(status.status)
+app.command()(logs.logs)
 app.command()(autoscale.autoscale)
 app.command()(simulate.simulate)
 

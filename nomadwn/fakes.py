@@ -14,7 +14,7 @@ has a ``fail`` set naming the calls that raise, for outages in every phase.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ from nomadwn.nomad import (
     Indexed,
     JobStatus,
     JobVersion,
+    LogFrame,
+    LogStream,
     PlanResult,
     RegisterResult,
 )
@@ -67,6 +69,7 @@ class ScriptedNomad:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     job_versions: list[JobVersion] = field(default_factory=list)
     dispatched_jobs: list[DispatchedJob] = field(default_factory=list)
+    log_frames: dict[tuple[str, str], list[LogFrame]] = field(default_factory=dict)
     _step: int = 0
     _eval_step: int = 0
 
@@ -137,6 +140,12 @@ class ScriptedNomad:
 
     def dispatched(self, parent_id: str) -> list[DispatchedJob]:
         return list(self.dispatched_jobs)
+
+    def logs(
+        self, alloc_id: str, task: str, *, stream: LogStream = "stdout", follow: bool = False, origin: str = "start"
+    ) -> Iterator[LogFrame]:
+        self.calls.append(("logs", {"alloc": alloc_id, "task": task, "stream": stream, "follow": follow}))
+        yield from self.log_frames.get((alloc_id, stream), [])
 
 
 @dataclass
@@ -265,6 +274,12 @@ class MemoryNomad:
     def dispatched(self, parent_id: str) -> list[DispatchedJob]:
         self._maybe_fail("dispatched")
         return list(self.children.get(parent_id, []))
+
+    def logs(
+        self, alloc_id: str, task: str, *, stream: LogStream = "stdout", follow: bool = False, origin: str = "start"
+    ) -> Iterator[LogFrame]:
+        self._maybe_fail("logs")
+        return iter(())
 
 
 @dataclass

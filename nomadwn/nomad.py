@@ -13,9 +13,9 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from nomadwn.env import env_bool, raise_problems
@@ -295,6 +295,71 @@ class JobVersion:
     submit_time_ns: int
 
 
+LogStream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class LogFrame:
+    """One frame of a task's log stream (``GET /v1/client/fs/logs/<alloc>``).
+
+    Nomad's API documentation (api-docs/client.mdx, "Stream Logs"): the body is a
+    stream of frames with ``Data`` (base64 bytes), ``Offset`` (into the stream),
+    ``File`` (``alloc/logs/<task>.<type>.<n>``) and ``FileEvent`` (``file deleted`` or
+    ``file truncated``); an empty frame ``{}`` is a heartbeat. ``data`` holds the
+    decoded bytes.
+    """
+
+    data: bytes
+    file: str = ""
+    offset: int = 0
+    file_event: str = ""
+
+
+class LogFrameDecoder:
+    """Turns the bytes of Nomad's log stream, however they are chunked, into :class:`LogFrame` s.
+
+    The frames are JSON objects one after another (Go's ``json.Encoder``), so each
+    chunk is appended to a buffer and every complete object is taken off its front;
+    heartbeats are dropped. A buffer that grows past ``limit`` without a complete
+    object is not Nomad's stream: :class:`ValueError`.
+    """
+
+    def __init__(self, limit: int = 4 * 2**20) -> None:
+        self._buffer = ""
+        self._json = json.JSONDecoder()
+        self._limit = limit
+
+    def feed(self, chunk: bytes) -> list[LogFrame]:
+        """The frames ``chunk`` completes."""
+        import base64
+
+        self._buffer += chunk.decode("ascii", errors="replace")  # base64 in JSON: ASCII only
+        frames: list[LogFrame] = []
+        while True:
+            text = self._buffer.lstrip()
+            if not text:
+                self._buffer = ""
+                return frames
+            try:
+                raw, end = self._json.raw_decode(text)
+            except json.JSONDecodeError:
+                if len(text) > self._limit:
+                    raise ValueError("the log stream is not a stream of JSON frames") from None
+                self._buffer = text
+                return frames
+            self._buffer = text[end:]
+            if not isinstance(raw, dict):
+                raise ValueError("the log stream is not a stream of JSON frames")
+            data = base64.b64decode(raw.get("Data") or "")
+            event = str(raw.get("FileEvent") or "")
+            if data or event:
+                frames.append(
+                    LogFrame(
+                        data=data, file=str(raw.get("File") or ""), offset=int(raw.get("Offset") or 0), file_event=event
+                    )
+                )
+
+
 # ---------------------------------------------------------------------------
 # The protocol
 
@@ -327,6 +392,12 @@ class NomadAPI(Protocol):
     def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult: ...
 
     def dispatched(self, parent_id: str) -> list[DispatchedJob]: ...
+
+    def logs(
+        self, alloc_id: str, task: str, *, stream: LogStream = "stdout", follow: bool = False, origin: str = "start"
+    ) -> Iterator[LogFrame]:
+        """A task's stdout or stderr from the start (``origin="end"``: from now), following it if asked."""
+        ...
 
 
 class NomadAcl(Protocol):

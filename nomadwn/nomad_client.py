@@ -17,7 +17,7 @@ It fills python-nomad 2.1.0's gaps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,9 @@ from nomadwn.nomad import (
     Indexed,
     JobStatus,
     JobVersion,
+    LogFrame,
+    LogFrameDecoder,
+    LogStream,
     NomadSettings,
     PlanResult,
     RegisterResult,
@@ -102,6 +105,7 @@ class NomadClient:
         body: Any = None,
         wait: float = 0,
         missing_ok: bool = False,
+        stream: bool = False,
     ) -> requests.Response | None:
         query: dict[str, Any] = {"namespace": self.settings.namespace, "region": self.settings.region}
         query.update(params or {})
@@ -113,6 +117,7 @@ class NomadClient:
                 params={k: v for k, v in query.items() if v is not None},
                 json=body,
                 timeout=timeout,
+                stream=stream,
             )
             return response
         except nomad_exc.URLNotFoundNomadException as exc:
@@ -383,6 +388,31 @@ class NomadClient:
             )
         )
         return [parse_dispatched_job(stub) for stub in raw or [] if stub.get("ParentID") == parent_id]
+
+    def logs(
+        self, alloc_id: str, task: str, *, stream: LogStream = "stdout", follow: bool = False, origin: str = "start"
+    ) -> Iterator[LogFrame]:
+        """``GET /v1/client/fs/logs/<alloc>`` (api-docs/client.mdx, "Stream Logs"), frame by frame.
+
+        python-nomad's ``client.stream_logs`` reads the whole body and returns text,
+        which never ends when following; this streams it (``stream=True``) through the
+        same endpoint object. The servers forward the request to the allocation's client.
+        Each read waits at most the client timeout; Nomad sends heartbeat frames meanwhile.
+        """
+        what = f"reading the {stream} of task {task} in allocation {alloc_id}"
+        params = {"task": task, "type": stream, "follow": str(follow).lower(), "origin": origin, "offset": 0}
+        response = self._call(what, self._nomad.client.stream_logs, alloc_id, params=params, stream=True)
+        assert response is not None
+        decoder = LogFrameDecoder()
+        try:
+            for chunk in response.iter_content(chunk_size=None):
+                yield from decoder.feed(chunk)
+        except requests.RequestException as exc:
+            raise NomadError(self._network_message(what, exc)) from None
+        except ValueError as exc:
+            raise NomadError(self._scrub(f"{what} at {self._address}: {exc}")) from None
+        finally:
+            response.close()
 
     def apply_acl_policy(self, name: str, rules: str, *, description: str, namespace: str, job_id: str) -> None:
         """Create or update ACL policy ``name`` attached to job ``job_id`` (``POST /v1/acl/policy/<name>``).

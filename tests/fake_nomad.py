@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, NamedTuple, cast
+from typing import Any, ClassVar, NamedTuple, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 Json = dict[str, Any]
@@ -516,6 +516,7 @@ class _Reply:
     index: int | None = None
     query_meta: bool = False
     scopes: tuple[str, ...] = ()
+    stream: Callable[[], Any] | None = None  # a streamed body: yields byte chunks (chunked encoding)
 
 
 @dataclass
@@ -634,9 +635,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+        if isinstance(payload, bytes):
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        # A streamed body (the log stream): chunked, until the stream ends or the client goes.
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.write(payload)
+        try:
+            for chunk in payload:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
 
 # ---------------------------------------------------------------------------
@@ -726,6 +741,7 @@ class FakeNomad:
         self._hooks: queue.SimpleQueue[tuple[Callable[[Json], None], Json] | None] = queue.SimpleQueue()
         self._hooks_pending = 0
         self.acl_policies: dict[str, Json] = {}  # name -> the policy as applied (ACLs are not enforced)
+        self._task_logs: dict[tuple[str, str, str], bytearray] = {}  # (alloc, task, stdout|stderr) -> bytes
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -1190,11 +1206,82 @@ class FakeNomad:
         script = self._script_for(key)
         return script.delay if script is not None and script.delay is not None else self.step_delay
 
+    # -- task logs -----------------------------------------------------------------------
+
+    def append_log(self, alloc_id: str, data: str | bytes, *, task: str = "condor", stream: str = "stdout") -> None:
+        """Append to a task's stdout/stderr, as the task writing to it; wakes followers."""
+        chunk = data.encode() if isinstance(data, str) else data
+        with self._lock:
+            self._task_logs.setdefault((alloc_id, task, stream), bytearray()).extend(chunk)
+            self._cond.notify_all()
+
+    LOG_FRAME_BYTES: ClassVar[int] = 64 * 1024
+    """At most this much data per frame (Nomad's ``streamFrameSize``, client/fs_endpoint.go)."""
+    LOG_HEARTBEAT: ClassVar[float] = 1.0
+    """A heartbeat frame (``{}``) this often while following with nothing new."""
+
+    def _logs_stream(self, alloc_id: str, query: Mapping[str, str]) -> _Reply:
+        """``GET /v1/client/fs/logs/<alloc>``, as Nomad's API documents it (api-docs/client.mdx, Stream Logs).
+
+        Parameters ``task`` (required), ``type`` (stdout|stderr), ``follow``, ``offset``,
+        ``origin`` (start|end); the body is a stream of JSON frames ``{"File", "Offset",
+        "Data" (base64)}``, with empty heartbeat frames while following
+        (client/fs_endpoint.go ``logs``; ``File`` is ``alloc/logs/<task>.<type>.0``).
+        Simpler than Nomad: one log file per stream (no rotation, so no ``FileEvent``),
+        and following ends when the allocation is terminal (or the fake closes).
+        Errors as Nomad words them: a missing task is 400 ``must provide task name``, an
+        unknown allocation 404 ``Unknown allocation "<id>"``, a task the allocation does
+        not have 404 ``unknown task name "<task>"``.
+        """
+        task = query.get("task", "")
+        kind = query.get("type", "stdout")
+        if not task:
+            raise NomadAPIError(400, "must provide task name")
+        if kind not in ("stdout", "stderr"):
+            raise NomadAPIError(400, f"invalid log type: {kind!r}")
+        with self._lock:
+            alloc = self._allocs.get(alloc_id)
+            if alloc is None:
+                raise NomadAPIError(404, f'Unknown allocation "{alloc_id}"')
+            states = alloc.get("TaskStates") or {}
+            if states and task not in states:
+                raise NomadAPIError(404, f'unknown task name "{task}"')
+        follow = query.get("follow") in ("true", "True", "1")
+        origin = query.get("origin") or "start"
+        try:
+            offset = int(query.get("offset") or 0)
+        except ValueError:
+            raise NomadAPIError(400, "Failed to parse offset") from None
+        key = (alloc_id, task, kind)
+        file_name = f"alloc/logs/{task}.{kind}.0"
+
+        def frames() -> Any:
+            with self._lock:
+                size = len(self._task_logs.get(key, b""))
+            at = max(0, size - offset) if origin == "end" else min(offset, size)
+            while True:
+                with self._lock:
+                    data = bytes(self._task_logs.get(key, b"")[at : at + self.LOG_FRAME_BYTES])
+                    done = self._closing or _alloc_terminal(self._allocs.get(alloc_id) or {})
+                    if not data and follow and not done:
+                        self._cond.wait(self.LOG_HEARTBEAT)
+                        data = bytes(self._task_logs.get(key, b"")[at : at + self.LOG_FRAME_BYTES])
+                if data:
+                    at += len(data)
+                    frame = {"File": file_name, "Offset": at, "Data": base64.b64encode(data).decode()}
+                    yield json.dumps(frame).encode()
+                    continue
+                if not follow or done:
+                    return
+                yield b"{}"  # heartbeat
+
+        return _Reply(stream=frames)
+
     # -- HTTP entry point ----------------------------------------------------------------
 
     def _serve(
         self, method: str, raw_path: str, headers: Mapping[str, str], raw: bytes
-    ) -> tuple[int, dict[str, str], bytes] | None:
+    ) -> tuple[int, dict[str, str], Any] | None:
         if self._closing:
             return None
         parts = urlsplit(raw_path)
@@ -1235,6 +1322,9 @@ class FakeNomad:
         if reply.query_meta:
             out_headers["X-Nomad-KnownLeader"] = "true"
             out_headers["X-Nomad-LastContact"] = "0"
+        if reply.stream is not None:
+            out_headers["Content-Type"] = "application/json"
+            return reply.status, out_headers, reply.stream()
         if reply.text is not None:
             out_headers["Content-Type"] = "text/plain; charset=utf-8"
             return reply.status, out_headers, reply.text.encode()
@@ -1303,6 +1393,8 @@ class FakeNomad:
                 return self._query(query, functools.partial(self._q_deploy, rest))
         if path.startswith("/v1/acl/policy/"):
             return self._acl_policy(method, unquote(path[len("/v1/acl/policy/") :]), body)
+        if path.startswith("/v1/client/fs/logs/") and method == "GET":
+            return self._logs_stream(path[len("/v1/client/fs/logs/") :], query)
         if path == "/v1/nodes" and method == "GET":
             return self._query(query, self._q_nodes)
         if path == "/v1/status/leader" and method == "GET":

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from nomadwn.errors import ConfigError
@@ -262,3 +264,27 @@ def test_cli_bad_trace_names_the_line(tmp_path: Path) -> None:
     assert "line 2: an SWF job line has 18 fields, this one has 3" in out.output
     out = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--trace", str(bad), "--cluster", "4by8"])
     assert out.exit_code == 1 and "--cluster" in out.output
+    out = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--trace", str(tmp_path / "none.swf")])
+    assert out.exit_code == 1 and "none.swf: 1 problem(s)\n  no such file" in out.output
+    out = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--trace", str(SLICE), "--cluster", "2x4"])
+    assert out.exit_code == 1
+    assert "a node of 4 cores and 16384 MB cannot hold one elastic worker (8 cores, 16384 MB)" in out.output
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    jobs=st.lists(
+        st.tuples(st.integers(0, 7200), st.integers(0, 4 * 3600), st.sampled_from([1, 1, 1, 2, 4, 8])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_example_site_never_kills_a_payload(tmp_path: Path, jobs: list[tuple[int, int, int]]) -> None:
+    """Any small queue, the example site's policy and a cluster that holds 24 cores: nothing killed, all done."""
+    site = load_site(EXAMPLE)
+    trace = read_trace(swf(tmp_path, sorted(jobs)))
+    stats, _ = run(site, trace, Options(cluster=Cluster(3, 8, 65536)))
+    assert stats.payloads_killed == 0
+    assert stats.unfinished == 0
+    assert stats.used <= stats.provisioned + 1e-9
+    assert math.isclose(stats.used, trace.core_hours())

@@ -20,7 +20,7 @@ Nomad operations the autoscaler never calls (plan, register, deployments, ...) r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nomadwn.errors import NomadError
@@ -33,12 +33,14 @@ from nomadwn.nomad import (
     Indexed,
     JobStatus,
     JobVersion,
+    LogFrame,
+    LogStream,
     PlanResult,
     RegisterResult,
 )
 from nomadwn.pool import Demand, DrainResult, JobShape, Supply, Worker, WorkerState
 from nomadwn.render import GROUP
-from nomadwn.simulate.world import READY, RETIRING, STOPPING, UNPLACED, Shape, SimFlavour, World
+from nomadwn.simulate.world import READY, RETIRING, STOPPING, UNPLACED, Shape, SimFlavour, SimWorker, World
 
 if TYPE_CHECKING:
     from nomadwn import nomad_api as api
@@ -54,6 +56,8 @@ class SimCondor:
         self.site = site
         self.flavours = {f.job_id: f.name for f in flavours.values()}
         self._matches: dict[tuple[str, Shape], bool] = {}
+        self._seen: dict[str, tuple[tuple[int, bool, int, int, int], Worker]] = {}
+        self._supply: tuple[int, tuple[Worker, ...]] | None = None
 
     def check_expression(self, expression: str) -> str | None:
         """Why ``expression`` is not a ClassAd expression (None: it is), by HTCondor's parser."""
@@ -93,36 +97,57 @@ class SimCondor:
         return Demand(shapes=tuple(shapes), taken_at=w.now, schedds=(SCHEDD,))
 
     def workers(self, site: str) -> Supply:
-        """The site's startds that are up, folded per allocation as the collector shows them."""
+        """The site's startds that are up, folded per allocation as the collector shows them.
+
+        Worker values are reused while nothing about them changed (the pool's version, and
+        each worker's phase, drain and free resources): the answer is the same, cheaper.
+        """
+        world = self.world
+        if site != self.site:
+            return Supply(workers=(), taken_at=world.now, count=0)
+        if self._supply is not None and self._supply[0] == world.version:
+            return Supply(workers=self._supply[1], taken_at=world.now, count=len(self._supply[1]))
         out = []
-        if site == self.site:
-            for sw in self.world.workers.values():
-                phase = sw.phase
-                if phase not in (READY, RETIRING, STOPPING):
-                    continue  # not in the collector (yet, or any more)
-                f = sw.flavour
-                claimed = len(sw.payloads)
-                state: WorkerState = "claimed" if claimed else "unclaimed"
-                if phase != READY or sw.drained:
-                    state = "draining"
-                out.append(
-                    Worker(
-                        alloc_id=sw.id,
-                        job_id=sw.child or f.job_id,
-                        flavour=f.name,
-                        site=site,
-                        name=sw.name,
-                        index=sw.index if sw.child is None else -1,
-                        state=state,
-                        activity="Busy" if claimed else "Idle",
-                        cpus_total=f.cores,
-                        cpus_free=sw.free_cores,
-                        memory_total_mb=f.memory_mb,
-                        memory_free_mb=sw.free_mem,
-                        claimed_slots=claimed,
-                    )
-                )
-        return Supply(workers=tuple(out), taken_at=self.world.now, count=len(out))
+        seen: dict[str, tuple[tuple[int, bool, int, int, int], Worker]] = {}
+        for sw in world.workers.values():
+            phase = sw.phase
+            if phase not in (READY, RETIRING, STOPPING):
+                continue  # not in the collector (yet, or any more)
+            key = (phase, sw.drained, len(sw.payloads), sw.free_cores, sw.free_mem)
+            old = self._seen.get(sw.id)
+            if old is not None and old[0] == key:
+                seen[sw.id] = old
+                out.append(old[1])
+                continue
+            worker = self._worker(sw, site)
+            seen[sw.id] = (key, worker)
+            out.append(worker)
+        self._seen = seen
+        self._supply = (world.version, tuple(out))
+        return Supply(workers=self._supply[1], taken_at=world.now, count=len(out))
+
+    @staticmethod
+    def _worker(sw: SimWorker, site: str) -> Worker:
+        f = sw.flavour
+        claimed = len(sw.payloads)
+        state: WorkerState = "claimed" if claimed else "unclaimed"
+        if sw.phase != READY or sw.drained:
+            state = "draining"
+        return Worker(
+            alloc_id=sw.id,
+            job_id=sw.child or f.job_id,
+            flavour=f.name,
+            site=site,
+            name=sw.name,
+            index=sw.index if sw.child is None else -1,
+            state=state,
+            activity="Busy" if claimed else "Idle",
+            cpus_total=f.cores,
+            cpus_free=sw.free_cores,
+            memory_total_mb=f.memory_mb,
+            memory_free_mb=sw.free_mem,
+            claimed_slots=claimed,
+        )
 
     def _startds(self, workers: Sequence[Worker | str]) -> tuple[list[str], dict[str, str]]:
         names = [w if isinstance(w, str) else w.name for w in workers]
@@ -157,6 +182,8 @@ class SimNomad:
         self.by_job = {f.job_id: f for f in flavours.values()}
         self.actions = 0
         self._last_dispatch: tuple[str, float] | None = None
+        self._allocs: dict[str, tuple[int, list[Allocation]]] = {}
+        self._children: dict[str, tuple[int, list[DispatchedJob]]] = {}
         self._evals = 0
 
     def _flavour(self, job_id: str) -> SimFlavour:
@@ -179,6 +206,10 @@ class SimNomad:
 
     def allocations(self, job_id: str, *, index: int = 0, wait: float = 0) -> Indexed[list[Allocation]]:
         """The group's placed allocations (unplaced ones are not allocations in Nomad either)."""
+        version = self.world.version
+        cached = self._allocs.get(job_id)
+        if cached is not None and cached[0] == version:
+            return Indexed(list(cached[1]), version)
         group = self.world.groups.get(job_id, {})
         out = [
             Allocation(
@@ -198,7 +229,8 @@ class SimNomad:
             for w in group.values()
             if w.phase != UNPLACED
         ]
-        return Indexed(out, self.world.version)
+        self._allocs[job_id] = (version, out)
+        return Indexed(list(out), version)
 
     def scale(self, job_id: str, group: str, count: int, message: str) -> str:
         """Set the group's count (Nomad's reconciler: see :meth:`World.scale`)."""
@@ -221,11 +253,16 @@ class SimNomad:
 
     def dispatched(self, parent_id: str) -> list[DispatchedJob]:
         """The live children (Nomad garbage-collects dead ones; the autoscaler counts live ones only)."""
+        version = self.world.version
+        cached = self._children.get(parent_id)
+        if cached is not None and cached[0] == version:
+            return list(cached[1])
         out = []
         for child, w in self.world.children.get(parent_id, {}).items():
             queued = 1 if w.phase == UNPLACED else 0
             out.append(DispatchedJob(child, "pending" if queued else "running", queued, 0, 1 - queued, 0, 0, 0))
-        return out
+        self._children[parent_id] = (version, out)
+        return list(out)
 
     # ---- not used by the autoscaler ----------------------------------------------------------
 
@@ -240,6 +277,11 @@ class SimNomad:
 
     def versions(self, job_id: str) -> list[JobVersion]:
         raise self._unmodelled("job versions")
+
+    def logs(
+        self, alloc_id: str, task: str, *, stream: LogStream = "stdout", follow: bool = False, origin: str = "start"
+    ) -> Iterator[LogFrame]:
+        raise self._unmodelled("task logs")
 
     def evaluation(self, eval_id: str, *, index: int = 0, wait: float = 0) -> Indexed[Evaluation]:
         raise self._unmodelled("evaluations")

@@ -123,6 +123,7 @@ def plot(result: Result, path: Path) -> None:
     bottom.legend(loc="upper right", fontsize="small", ncol=5)
     fig.tight_layout()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
     except OSError as exc:
         raise RenderError(f"cannot write the plot to {path}: {exc}") from exc

@@ -68,6 +68,7 @@ class Stats:
     unfinished: int
     unrunnable: int
     duration_s: float
+    evaluations: int = 0
 
     @property
     def idle(self) -> float:
@@ -102,6 +103,7 @@ class Stats:
             "jobs_unfinished": self.unfinished,
             "jobs_unrunnable": self.unrunnable,
             "simulated_days": round(self.duration_s / 86400, 2),
+            "evaluations": self.evaluations,
         }
 
 
@@ -206,7 +208,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k - 1]
 
 
-def _stats(world: World, actions: int) -> Stats:
+def _stats(world: World, actions: int, evaluations: int = 0) -> Stats:
     waits = sorted(world.waits)
     runnable = len(world.trace) - world.unrunnable
     waits += [math.inf] * (runnable - len(waits))  # never started: worse than any wait
@@ -226,6 +228,7 @@ def _stats(world: World, actions: int) -> Stats:
         unfinished=unfinished,
         unrunnable=world.unrunnable,
         duration_s=world.now,
+        evaluations=evaluations,
     )
 
 
@@ -279,11 +282,13 @@ def run(
     next_sample = 0.0
     next_report = 0.0
     step_at = 0.0
+    steps = 0
     while True:
         world.advance_to(step_at, stop_when_done=True)
         if world.done or world.now > horizon:
             break
         autoscaler.step()
+        steps += 1
         if world.now >= next_sample:
             samples.take(world)
             next_sample = world.now + every
@@ -293,7 +298,7 @@ def run(
         step_at = _next_step(autoscaler, world.now)
     samples.take(world)
     world.finish()
-    return _stats(world, nomad.actions), samples
+    return _stats(world, nomad.actions, steps), samples
 
 
 class _Null:
@@ -376,6 +381,17 @@ def simulate(
     if len(trace) == 0:
         raise ConfigError(trace.source, [FieldProblem("", "no job in the trace ran")], context=" in the trace")
     cluster = opts.cluster or default_cluster(site)
+    too_big = [f for f in flavours_of(site).values() if cluster.holds(f) == 0]
+    if too_big:
+        problems = [
+            FieldProblem(
+                "",
+                f"a node of {cluster.cores} cores and {cluster.memory_mb} MB cannot hold one "
+                f"{f.name} worker ({f.cores} cores, {f.memory_mb} MB)",
+            )
+            for f in too_big
+        ]
+        raise ConfigError("--cluster", problems, context="")
     opts = replace(opts, cluster=cluster)
     auto, samples = run(site, trace, opts, progress=progress)
     flavour = static_flavour(site)
@@ -385,7 +401,7 @@ def simulate(
         base = run_static(site, trace, opts, n)
         assert base is not None
     else:
-        n, base = _smallest_static(site, trace, opts, auto.wait_p95, cluster.holds(flavour))
+        n, base, _ = smallest_static(site, trace, opts, auto.wait_p95, cluster.holds(flavour))
     return Result(
         site=site.name,
         trace=trace.source,
@@ -401,19 +417,21 @@ def simulate(
     )
 
 
-def _smallest_static(site: Site, trace: Trace, opts: Options, target: float, most: int) -> tuple[int, Stats]:
-    """Bisection for the smallest N whose wait p95 <= target (the cluster's capacity if none is)."""
+def smallest_static(site: Site, trace: Trace, opts: Options, target: float, most: int) -> tuple[int, Stats, int]:
+    """Bisection for the smallest N whose wait p95 <= target (``most`` if none is); also the runs it took."""
     best_n = max(1, most)
     best = run_static(site, trace, opts, best_n)
+    runs = 1
     assert best is not None
     if best.wait_p95 > target:
-        return best_n, best  # even the whole cluster is worse: report it
+        return best_n, best, runs  # even the whole cluster is worse: report it
     lo, hi = 0, best_n  # p95(lo) > target (or lo == 0), p95(hi) <= target
     while hi - lo > 1:
         mid = (lo + hi) // 2
         stats = run_static(site, trace, opts, mid, abort_above=target)
+        runs += 1
         if stats is not None and stats.wait_p95 <= target:
             hi, best = mid, stats
         else:
             lo = mid
-    return hi, best
+    return hi, best, runs

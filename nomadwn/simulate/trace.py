@@ -115,7 +115,9 @@ def is_swf(path: Path) -> bool:
 def read_trace(path: Path, *, memory_per_core_mb: int = DEFAULT_MEMORY_PER_CORE_MB) -> Trace:
     """Read an SWF file or an HTCondor history (see the module docstring)."""
     if not path.is_file():
-        raise ConfigError(str(path), [FieldProblem("", "no such file; give an .swf, .swf.gz or condor_history file")])
+        raise ConfigError(
+            str(path), [FieldProblem("", "no such file; give an .swf, .swf.gz or condor_history file")], context=""
+        )
     try:
         if is_swf(path):
             return read_swf(path, memory_per_core_mb=memory_per_core_mb)
@@ -252,6 +254,12 @@ def window(trace: Trace, *, start: str | None = None, days: float | None = None,
         raise ConfigError("--scale", [FieldProblem("", f"must be a positive number, not {scale:g}")], context="")
     if days is not None and not days > 0:
         raise ConfigError("--days", [FieldProblem("", f"must be a positive number of days, not {days:g}")], context="")
+    if len(trace) == 0:
+        raise ConfigError(
+            trace.source,
+            [FieldProblem("", f"no job in it ever ran ({trace.skipped} never started)")],
+            context=" in the trace",
+        )
     offset = 0.0
     if start:
         offset = parse_start(start, trace.start)
