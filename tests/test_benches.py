@@ -25,11 +25,14 @@ BENCH = ROOT / "bench"
 def _needs_peers(path: Path) -> bool:
     """``NEEDS_PEERS = True`` at the module's top level (read without importing it)."""
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Assign):
+            targets = node.targets
         value = getattr(node, "value", None)
-        if isinstance(target, ast.Name) and target.id == "NEEDS_PEERS" and isinstance(value, ast.Constant):
+        named = any(isinstance(t, ast.Name) and t.id == "NEEDS_PEERS" for t in targets)
+        if named and isinstance(value, ast.Constant):
             return value.value is True
     return False
 
