@@ -33,7 +33,8 @@ Exit codes, the same for every command:
       ``plan``: no change)
 1     the site file is invalid, a job could not be rendered or written,
       ``render --check`` found stale jobspecs, a deploy failed, a peer
-      refused a request, or (``plan`` only) the plan has changes
+      refused a request, an unexpected error (one line; ``NOMADWN_DEBUG=true``
+      for the traceback), or (``plan`` only) the plan has changes
 2     wrong usage (unknown option, missing argument), or a deploy timed out
 130   interrupted (Ctrl-C); when watching, the job keeps running in Nomad
 255   ``plan`` only: an error (as nomad-pack)
