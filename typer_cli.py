@@ -10,6 +10,7 @@ Each command lives in a module of :mod:`nomadwn.cli`, one per verb or area:
 * ``nomadwn/cli/status.py``: ``status``;
 * ``nomadwn/cli/logs.py``: ``logs``;
 * ``nomadwn/cli/autoscale.py``: ``autoscale``;
+* ``nomadwn/cli/drain.py``: ``drain``;
 * ``nomadwn/cli/simulate.py``: ``simulate``.
 
 To add a verb: write ``nomadwn/cli/<area>.py`` with a function decorated ``@handled``
@@ -57,7 +58,7 @@ import typer
 from typer.models import CommandInfo
 
 from nomadwn import __version__
-from nomadwn.cli import autoscale, deploy, logs, simulate, site, status
+from nomadwn.cli import autoscale, deploy, drain, logs, simulate, site, status
 
 app = typer.Typer(
     name="nomadwn",
@@ -95,6 +96,7 @@ app.command()(deploy.stop)
 app.command()(status.status)
 app.command()(logs.logs)
 app.command()(autoscale.autoscale)
+app.command()(drain.drain)
 app.command()(simulate.simulate)
 
 

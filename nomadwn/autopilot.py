@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from nomadwn.model import LOG_LINE_BYTES, Flavour, Site, shutdown_graceful_timeout
+from nomadwn.model import LOG_LINE_BYTES, Flavour, Site, shutdown_plan
 from nomadwn.quoting import string_literal, template_text
 from nomadwn.units import duration_seconds
 
@@ -39,14 +39,37 @@ class TemplateFile:
     text: str
     perms: str = "0644"
     change_mode: str = "restart"
+    change_signal: str | None = None
     mount_at: str | None = None
+
+
+def execute_dir() -> str:
+    """Job scratch (HTCondor's EXECUTE): inside the allocation directory, on the ephemeral disk Nomad reserved."""
+    return "$ENV(NOMAD_ALLOC_DIR)/condor/execute"
+
+
+def worker_disk_mb(flavour: Flavour) -> int:
+    """The disk the startd may hand out: ``ephemeral_disk`` less the task logs Nomad keeps on it."""
+    if flavour.htcondor.slots.disk is not None:
+        return flavour.htcondor.slots.disk
+    return flavour.resources.disk - flavour.logs.max_files * flavour.logs.max_file_size
+
+
+def worker_cores(flavour: Flavour) -> int:
+    """NUM_CPUS: the slots' cores, else the cores Nomad reserved (validate requires one of them)."""
+    cores = flavour.htcondor.slots.cores or flavour.resources.cores
+    assert cores is not None, "validate requires resources.cores or htcondor.slots.cores"
+    return cores
+
+
+HEALTH_CRON = "NOMADWNHEALTH"
+"""The startd cron job that runs the fitness probe and advertises ``NomadwnHealthy``."""
 
 
 def condor_config(site: Site, name: str) -> str:
     """The worker's HTCondor configuration for flavour ``name``."""
     f = site.flavours[name]
     c = f.htcondor
-    r = f.resources
     lines: list[str] = []
 
     def section(title: str) -> None:
@@ -65,13 +88,15 @@ def condor_config(site: Site, name: str) -> str:
     if c.ccb:
         # Containers sit on a private network: the startd is reached through CCB.
         knob("CCB_ADDRESS", ", ".join(c.ccb_address) if c.ccb_address else "$(COLLECTOR_HOST)")
-    section("resources: the container's share, not the host's")
-    cores = c.slots.cores or r.cores
-    if cores is not None:
-        knob("NUM_CPUS", cores)
-    knob("MEMORY", c.slots.memory or r.memory_max or r.memory)
-    if c.slots.disk is not None:
-        knob("DISK", c.slots.disk * 1024)  # HTCondor counts disk in KiB
+    else:
+        # No CCB: the startd is reached at the host's address on the static host port
+        # (validate requires one), so it must advertise the host's address, not the container's.
+        knob("TCP_FORWARDING_HOST", "$ENV(NOMAD_HOST_IP_condor)")
+    section("resources: what Nomad reserved for this allocation, not the host's")
+    knob("NUM_CPUS", worker_cores(f))
+    knob("MEMORY", c.slots.memory or f.resources.memory)  # the reservation, not memory_max
+    knob("DISK", worker_disk_mb(f) * 1024)  # HTCondor counts disk in KiB
+    knob("EXECUTE", execute_dir())
     if c.slots.partitionable:
         knob("NUM_SLOTS", 1)
         knob("NUM_SLOTS_TYPE_1", 1)
@@ -80,34 +105,44 @@ def condor_config(site: Site, name: str) -> str:
     section("unprivileged container: the container, not HTCondor, enforces limits")
     knob("BASE_CGROUP", "")
     knob("DISCARD_SESSION_KEYRING_ON_STARTUP", "FALSE")
+    # One job above its memory request is held (HTCondor's own policy), before it can make
+    # the kernel OOM-kill the container and every payload in it.
+    lines.append("use POLICY : HOLD_IF_MEMORY_EXCEEDED")
+    section("health: a startd cron probe of CVMFS and the grid environment")
+    knob("STARTD_CRON_JOBLIST", f"$(STARTD_CRON_JOBLIST) {HEALTH_CRON}")
+    knob(f"STARTD_CRON_{HEALTH_CRON}_EXECUTABLE", "$ENV(NOMAD_TASK_DIR)/nomadwn/probe.sh")
+    knob(f"STARTD_CRON_{HEALTH_CRON}_MODE", "Periodic")
+    knob(f"STARTD_CRON_{HEALTH_CRON}_PERIOD", f"{duration_seconds(f.health.interval)}s")
+    knob(f"STARTD_CRON_{HEALTH_CRON}_RECONFIG_RERUN", "True")
     section("job policy")
-    # The Glasgow image's drain switch: StartJobs = False stops new jobs, and the health
-    # check (condor_config_val -startd StartJobs) shows it without failing, so a drained
-    # worker is not restarted by check_restart while its payloads finish.
+    # The Glasgow image's drain switch, advertised (STARTD_ATTRS below) so that the
+    # autoscaler reads it from the slot ad instead of evaluating START there.
     knob("StartJobs", "True")
-    start = f"($(StartJobs)) && ({c.start})"
+    # No payload on a worker that failed its probe (or has not run it yet).
+    start = f"($(StartJobs)) && (MY.NomadwnHealthy =?= True) && ({c.start})"
     if c.accounting_group:
         start += f" && (TARGET.AcctGroup =?= {string_literal(c.accounting_group)})"
     knob("START", start)
     if c.grid_env:
-        knob("USER_JOB_WRAPPER", "/local/nomadwn/job-wrapper.sh")
+        knob("USER_JOB_WRAPPER", "$ENV(NOMAD_TASK_DIR)/nomadwn/job-wrapper.sh")
     section("identity: match HTCondor slots to Nomad allocations")
     knob("NomadAllocId", '"$ENV(NOMAD_ALLOC_ID)"')
     knob("NomadJobId", '"$ENV(NOMAD_JOB_ID)"')
     knob("NomadwnSite", string_literal(site.name))
     knob("NomadwnFlavour", string_literal(name))
-    knob("STARTD_ATTRS", "$(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour")
-    section("lifespan and shutdown")
+    knob("STARTD_ATTRS", "$(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour")
+    section("lifespan and shutdown (nomadwn.model.ShutdownPlan explains every value)")
     life = f.lifespan
+    plan = shutdown_plan(site, name)
     expires = life.max_age is not None or life.idle_shutdown is not None
     if expires:
         # HTCondor evaluates the rules below once per update interval (default 300 s).
         knob("UPDATE_INTERVAL", duration_seconds(life.check_interval))
         knob("MASTER_UPDATE_INTERVAL", duration_seconds(life.check_interval))
-    if life.retirement is not None:
-        knob("MAXJOBRETIREMENTTIME", duration_seconds(life.retirement))
-        # The startd's own graceful shutdown must outlast the retirement it grants.
-        knob("STARTD.SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(life.retirement) + 300)
+    knob("MAXJOBRETIREMENTTIME", duration_seconds(plan.max_job_retirement_time))
+    knob("MachineMaxVacateTime", duration_seconds(plan.vacate))
+    knob("STARTD.SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(plan.startd_graceful_timeout))
+    knob("MASTER.SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(plan.master_graceful_timeout))
     if life.idle_shutdown is not None:
         knob("STARTD_NOCLAIM_SHUTDOWN", duration_seconds(life.idle_shutdown))
     if life.max_age is not None:
@@ -119,11 +154,10 @@ def condor_config(site: Site, name: str) -> str:
     if expires:
         # When the startd has gone, the master (the container's main process) follows.
         knob("MASTER.DAEMON_SHUTDOWN", "STARTD_StartTime =?= 0")
-    # When Nomad stops the worker, finish before kill_timeout runs out and SIGKILL lands.
-    knob("MASTER.SHUTDOWN_GRACEFUL_TIMEOUT", duration_seconds(shutdown_graceful_timeout(f)))
     if f.pool_auth is not None:
         section("pool authentication (the secret itself is rendered by Nomad into /secrets)")
         if f.pool_auth.method == "idtoken":
+            # Re-read at every new authentication: a rotated token needs no restart.
             knob("SEC_TOKEN_DIRECTORY", TOKEN_DIR)
         else:
             knob("SEC_PASSWORD_FILE", PASSWORD_FILE)
@@ -143,8 +177,9 @@ def start_script(flavour: Flavour) -> str:
 
     The master runs as a child so that the script can (a) stamp the start time the
     max_age rule counts from, (b) pass Nomad's stop signal on (SIGTERM graceful,
-    SIGQUIT fast), and (c) exit 0 when the worker expired by itself, which the master
-    reports as 99: a batch worker that reached its lifespan has completed, not failed.
+    SIGQUIT fast; SIGHUP reconfigures), and (c) exit 0 when the worker expired by
+    itself, which the master reports as 99: a batch worker that reached its lifespan
+    has completed, not failed.
     """
     lines = ["#!/bin/sh", "# Rendered by nomadwn: the worker container's start-up.", "set -eu"]
     if flavour.cvmfs.mode == "fuse":
@@ -158,6 +193,11 @@ def start_script(flavour: Flavour) -> str:
     if flavour.logs.forward:
         lines.append(f'sh "${{0%/*}}/{LOG_FORWARDER}" "$$" &  # HTCondor daemon logs to stdout, until this script ends')
     lines += [
+        "# Job scratch in the allocation directory (the ephemeral disk Nomad reserved).",
+        'execute="${NOMAD_ALLOC_DIR:-/alloc}/condor/execute"',
+        'mkdir -p "$execute"',
+        'chown condor:condor "$execute" 2>/dev/null || true',
+        'chmod 0755 "$execute"',
         "NOMADWN_START_TIME=$(date +%s)",
         "export NOMADWN_START_TIME",
         "condor_master -f &",
@@ -179,6 +219,10 @@ def start_script(flavour: Flavour) -> str:
         'exit "$status"',
     ]
     return "\n".join(lines) + "\n"
+
+
+WRAPPER_REFUSED = 97
+"""The job wrapper's exit code when it refuses to run a payload without the grid environment."""
 
 
 _LOG_KNOBS = {"master": "MASTER_LOG", "startd": "STARTD_LOG", "starter": "STARTER_LOG"}
@@ -225,15 +269,17 @@ dropped=0
 forward() {{
   [ -f "$2" ] || return 0
   key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
-  inode=$(ls -di "$2" | cut -d ' ' -f 1)
-  size=$(wc -c <"$2")
+  # The file may go between the test and the reads (HTCondor's rotation): skip it this time.
+  inode=$(ls -di "$2" 2>/dev/null | cut -d ' ' -f 1)
+  size=$(wc -c 2>/dev/null <"$2") || return 0
+  [ -n "$inode" ] || return 0
   old_inode=
   off=0
   if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
   # Renamed away (a new file) or truncated: follow the new one from its start.
   if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
   [ "$size" -gt "$off" ] || {{ echo "$inode $off" >"$state/$key"; return 0; }}
-  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  tail -c "+$((off + 1))" "$2" 2>/dev/null | head -c "$((size - off))" >"$state/chunk"
   lines=$(wc -l <"$state/chunk")
   # Wait for a line's end, unless the unfinished line is already far too long.
   if [ "$lines" -eq 0 ]; then
@@ -295,7 +341,14 @@ done
 
 
 def job_wrapper(flavour: Flavour) -> str:
-    """HTCondor's USER_JOB_WRAPPER: load the grid environment from CVMFS, then run the payload."""
+    """HTCondor's USER_JOB_WRAPPER: load the grid environment from CVMFS, then run the payload.
+
+    Without the grid environment the payload does not run: the wrapper says why on the
+    job's stderr and in ``$_CONDOR_WRAPPER_ERROR_FILE`` (HTCondor's wrapper-failure
+    file) and exits :data:`WRAPPER_REFUSED`. Measured on HTCondor 23.9: the starter does
+    not act on that file, so the job ends with that exit code rather than being held;
+    the startd's probe (START requires ``NomadwnHealthy``) is what keeps payloads away.
+    """
     grid_env = flavour.htcondor.grid_env or ""
     return (
         "\n".join(
@@ -303,12 +356,89 @@ def job_wrapper(flavour: Flavour) -> str:
                 "#!/bin/sh",
                 "# Rendered by nomadwn: the grid environment comes from CVMFS, not the image.",
                 f"grid_env={shlex.quote(grid_env)}",
-                'if [ -r "$grid_env" ]; then',
-                '  . "$grid_env"',
-                "else",
-                '  echo "nomadwn job wrapper: $grid_env is not readable; running without the grid environment" >&2',
-                "fi",
+                "refuse() {",
+                '  why="nomadwn job wrapper: $1; the payload was not run on this worker"',
+                '  echo "$why" >&2',
+                '  if [ -n "${_CONDOR_WRAPPER_ERROR_FILE:-}" ]; then echo "$why" >"$_CONDOR_WRAPPER_ERROR_FILE"; fi',
+                f"  exit {WRAPPER_REFUSED}",
+                "}",
+                '[ -r "$grid_env" ] || refuse "the grid environment $grid_env is not readable (is CVMFS working?)"',
+                '. "$grid_env" || refuse "loading the grid environment $grid_env failed"',
                 'exec "$@"',
+            ]
+        )
+        + "\n"
+    )
+
+
+def probed_repositories(flavour: Flavour) -> list[str]:
+    """The CVMFS repositories the probe checks: fuse mode's list, plus the grid environment's."""
+    repos = list(flavour.cvmfs.repositories)
+    grid_env = flavour.htcondor.grid_env or ""
+    parts = grid_env.split("/")
+    if len(parts) > 3 and parts[1] == "cvmfs" and parts[2] and parts[2] not in repos:
+        repos.append(parts[2])
+    return repos
+
+
+def probe_script(flavour: Flavour) -> str:
+    """The startd cron probe: is this worker fit to run a payload?
+
+    It prints a ClassAd fragment (``NomadwnHealthy``, ``NomadwnHealthReason``) that the
+    startd merges into its ad; START requires ``NomadwnHealthy``. The health check runs
+    it too. A hung CVMFS mount must not hang the probe, hence ``timeout``.
+    """
+    grid_env = flavour.htcondor.grid_env
+    lines = [
+        "#!/bin/sh",
+        "# Rendered by nomadwn: can this worker run a payload? (startd cron, ClassAd on stdout)",
+        'limit() { if command -v timeout >/dev/null 2>&1; then timeout 30 "$@"; else "$@"; fi; }',
+        "unfit() {",
+        '  echo "NomadwnHealthy = false"',
+        '  echo "NomadwnHealthReason = \\"$1\\""',
+        "  exit 0",
+        "}",
+    ]
+    for repo in probed_repositories(flavour):
+        q = shlex.quote(f"/cvmfs/{repo}")
+        lines.append(f'limit ls {q}/ >/dev/null 2>&1 || unfit "CVMFS repository {repo} is not readable"')
+    if grid_env:
+        # The path is shell-quoted; in the reason it is named only by its repository-free basename.
+        q = shlex.quote(grid_env)
+        lines.append(f'[ -r {q} ] || unfit "the grid environment file is not readable"')
+        lines.append(f'limit sh -c \'. "$1"\' sh {q} >/dev/null 2>&1 || unfit "loading the grid environment failed"')
+    lines += ['echo "NomadwnHealthy = true"', 'echo "NomadwnHealthReason = \\"ok\\""']
+    return "\n".join(lines) + "\n"
+
+
+HEALTH_WARNING = 1
+"""Exit code of the health check for "alive but not fit": Consul and Nomad call it *warning*."""
+HEALTH_CRITICAL = 2
+"""Exit code of the health check for "the startd does not answer": *critical*, check_restart acts."""
+
+
+def health_script(flavour: Flavour) -> str:
+    """The Nomad script check: critical (2) when the startd does not answer, warning (1) when unfit.
+
+    Nomad and Consul map a script check's exit code 0 to passing, 1 to warning and any
+    other to critical; ``check_restart`` with ``ignore_warnings`` restarts only on
+    critical, so a worker finishing payloads on a broken CVMFS is never restarted.
+    """
+    return (
+        "\n".join(
+            [
+                "#!/bin/sh",
+                "# Rendered by nomadwn: the worker's Consul/Nomad health check.",
+                "if ! answer=$(condor_config_val -startd StartJobs 2>&1); then",
+                '  echo "critical: the startd does not answer: $answer"',
+                f"  exit {HEALTH_CRITICAL}",
+                "fi",
+                'probe=$(sh "${NOMAD_TASK_DIR:-/local}/nomadwn/probe.sh" 2>&1)',
+                'case "$probe" in',
+                '  *"NomadwnHealthy = true"*) ;;',
+                f'  *) echo "warning: the startd answers but the worker is unfit: $probe"; exit {HEALTH_WARNING} ;;',
+                "esac",
+                'echo "passing: the startd answers (StartJobs = $answer) and the probe passes"',
             ]
         )
         + "\n"
@@ -352,6 +482,8 @@ def template_files(site: Site, name: str) -> list[TemplateFile]:
             mount_at=f"{f.htcondor.config_dir.rstrip('/')}/{CONDOR_CONFIG_NAME}",
         ),
         TemplateFile(destination="local/nomadwn/start.sh", text=template_text(start_script(f)), perms="0755"),
+        TemplateFile(destination="local/nomadwn/probe.sh", text=template_text(probe_script(f)), perms="0755"),
+        TemplateFile(destination="local/nomadwn/health.sh", text=template_text(health_script(f)), perms="0755"),
     ]
     if f.logs.forward:
         files.append(
@@ -373,11 +505,17 @@ def template_files(site: Site, name: str) -> list[TemplateFile]:
         )
     if f.pool_auth is not None:
         idtoken = f.pool_auth.method == "idtoken"
+        # A rotated secret is re-rendered within seconds in every allocation: restarting
+        # would kill every payload of the site at once. HTCondor re-reads the token
+        # directory at each new authentication (noop); a changed pool password is
+        # picked up by a reconfig (SIGHUP, which start.sh passes on to the master).
         files.append(
             TemplateFile(
                 destination=("secrets/condor/tokens.d/pool" if idtoken else "secrets/condor/pool_password"),
                 text=pool_secret(site, name),
                 perms="0600",
+                change_mode="noop" if idtoken else "signal",
+                change_signal=None if idtoken else "SIGHUP",
             )
         )
     return files

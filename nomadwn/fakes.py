@@ -129,6 +129,10 @@ class ScriptedNomad:
         self.calls.append(("stop", {"job": job_id, "purge": purge}))
         return "eval-stop"
 
+    def stop_allocation(self, alloc_id: str) -> str:
+        self.calls.append(("stop_allocation", {"alloc": alloc_id}))
+        return "eval-stop-alloc"
+
     def scale(self, job_id: str, group: str, count: int, message: str) -> str:
         self.calls.append(("scale", {"job": job_id, "group": group, "count": count, "message": message}))
         return "eval-scale"
@@ -254,6 +258,10 @@ class MemoryNomad:
 
     def stop(self, job_id: str, *, purge: bool = False) -> str:
         raise NotImplementedError
+
+    def stop_allocation(self, alloc_id: str) -> str:
+        self.calls.append(("stop_allocation", {"alloc": alloc_id}))
+        return "eval-stop-alloc"
 
     def scale(self, job_id: str, group: str, count: int, message: str) -> str:
         self._maybe_fail("scale")

@@ -13,6 +13,7 @@ can name the exact dotted field it is about.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -240,13 +241,17 @@ class CheckRestart(Strict):
 
     limit: Annotated[int, Field(ge=1)] = 3
     grace: Duration = timedelta(seconds=120)
-    ignore_warnings: bool = False
+    ignore_warnings: bool = True
+    """Restart only on *critical* (the startd does not answer), never on *warning* (alive but
+    unfit, for instance CVMFS broken): a restart would kill the payloads still running."""
 
 
 class Health(Strict):
     """The worker's own health check, run inside the container (a Nomad script check)."""
 
-    command: Annotated[list[str], Field(min_length=1)] = ["condor_config_val", "-startd", "StartJobs"]
+    command: Annotated[list[str], Field(min_length=1)] = ["/bin/sh", "/local/nomadwn/health.sh"]
+    """The rendered health script: exit 2 (critical) when the startd does not answer, 1
+    (warning) when it answers but the probe finds the worker unfit, 0 when fit."""
     interval: Duration = timedelta(seconds=60)
     timeout: Duration = timedelta(seconds=60)
     check_restart: CheckRestart | None = CheckRestart()
@@ -276,16 +281,21 @@ class Service(Strict):
 
 
 class Lifespan(Strict):
-    """How long a worker lives and how it stops.
+    """How long a worker lives and how it stops (see :class:`ShutdownPlan` for the derived knobs).
 
-    ``max_age``: the startd shuts itself down gracefully after this long, giving
-    running jobs up to ``retirement``; ``idle_shutdown``: the startd shuts down after
-    this long unclaimed. Either ends the container, so the worker expires by itself.
+    ``retirement``: how long a running payload may keep running, counted from its own
+    start, once the worker stops taking payloads, whatever stopped it (Nomad's stop,
+    ``max_age``, a drain). Set it to the longest run time your payloads need.
+    ``max_age``: the startd shuts itself down gracefully after this long;
+    ``idle_shutdown``: the startd shuts down after this long unclaimed. Either ends
+    the container, so the worker expires by itself.
     ``check_interval``: how often the startd and master evaluate those rules
     (HTCondor's ``UPDATE_INTERVAL``/``MASTER_UPDATE_INTERVAL``, 300 s by default,
     which would make a worker outlive its lifespan by up to 5 minutes).
     ``kill_signal``/``kill_timeout`` are what Nomad sends when *it* stops the worker;
-    Nomad caps ``kill_timeout`` at the client's ``max_kill_timeout``.
+    ``kill_timeout`` defaults to what ``retirement`` needs, and Nomad caps it at the
+    clients' ``max_kill_timeout``. ``accept_payload_loss`` is the one way to accept a
+    ``max_kill_timeout`` that cannot cover ``retirement``; ``validate`` warns about it.
     """
 
     max_age: Duration | None = None
@@ -293,7 +303,8 @@ class Lifespan(Strict):
     retirement: Duration | None = None
     check_interval: Duration = timedelta(seconds=60)
     kill_signal: Literal["SIGTERM", "SIGQUIT"] = "SIGTERM"
-    kill_timeout: Duration = timedelta(seconds=30)
+    kill_timeout: Duration | None = None
+    accept_payload_loss: bool = False
 
 
 class Update(Strict):
@@ -314,7 +325,8 @@ class Update(Strict):
     health_check: Literal["checks", "task_states", "manual"] = "checks"
     min_healthy_time: Duration = timedelta(seconds=10)
     healthy_deadline: Duration = timedelta(minutes=5)
-    progress_deadline: Duration = timedelta(minutes=10)
+    progress_deadline: Duration | None = None
+    """Unset: derived, at least 10m and long enough for an old worker to retire (:func:`progress_deadline`)."""
     stagger: Duration = timedelta(seconds=30)
 
 
@@ -364,7 +376,9 @@ class Restart(Strict):
     attempts: Annotated[int, Field(ge=0)] = 2
     interval: Duration = timedelta(minutes=30)
     delay: Duration = timedelta(seconds=15)
-    mode: Literal["fail", "delay"] = "fail"
+    mode: Literal["fail", "delay"] | None = None
+    """Unset: ``delay`` for system and service workers (a node keeps trying to run its worker),
+    ``fail`` for batch ones. See :func:`restart_mode`."""
 
 
 class Reschedule(Strict):
@@ -546,12 +560,14 @@ def system_deployments(site: Site) -> bool:
 
 
 def health_settle(flavour: Flavour) -> timedelta:
-    """How long after a worker starts its first check result may take to reach Consul.
+    """How long after a worker starts a passing check result may take to reach Consul.
 
-    Nomad runs a script check right after the task starts and then every
-    ``interval``; until the first result Consul shows it critical, and
-    ``check_restart.grace`` is how long Nomad itself ignores failures. The longer of
-    the grace and one interval plus timeout.
+    Nomad runs a script check as soon as the task starts, then every ``interval``
+    (``client/allocrunner/taskrunner/tasklet.go``: a timer at 0, reset to the
+    interval), each run taking up to ``timeout``; until a result arrives Consul shows
+    the check critical. The startd is seldom up at the first run, so the first
+    *passing* result comes one ``interval`` plus ``timeout`` later; ``check_restart.grace``
+    is how long Nomad itself ignores failures. The longer of the two.
     """
     h = flavour.health
     first = h.interval + h.timeout
@@ -571,6 +587,29 @@ def site_notes(site: Site) -> list[FieldProblem]:
             )
         )
     for name, f in site.flavours.items():
+        if f.resources.memory_max is not None:
+            # nomad/job_endpoint_hooks.go memoryOversubscriptionValidate (1.10 and 2.0).
+            out.append(
+                FieldProblem(
+                    f"flavours.{name}.resources.memory_max",
+                    "Nomad ignores it and warns unless memory oversubscription is enabled in the scheduler "
+                    "configuration (nomad operator scheduler set-config -memory-oversubscription=true)",
+                )
+            )
+        u0 = f.update
+        if (
+            u0 is not None
+            and u0.health_check == "checks"
+            and u0.healthy_deadline <= u0.min_healthy_time + health_settle(f)
+        ):
+            out.append(
+                FieldProblem(
+                    f"flavours.{name}.update.healthy_deadline",
+                    f"shorter than min_healthy_time plus the first passing check "
+                    f"({duration_text(u0.min_healthy_time + health_settle(f))}): a worker whose startd needs a "
+                    "second check run is never healthy in time",
+                )
+            )
         if f.kind != "system" or f.update is None or system_deployments(site):
             continue
         u = f.update
@@ -678,15 +717,227 @@ def count(flavour: Flavour) -> int | None:
     return 1 if flavour.count is None else flavour.count
 
 
-def shutdown_graceful_timeout(flavour: Flavour) -> timedelta:
-    """How long HTCondor's master may take to shut down gracefully when Nomad stops it.
+SHUTDOWN_SLACK = timedelta(seconds=15)
+"""Time each layer of the worker gets, after the one inside it is done, to finish and exit."""
+MAX_VACATE = timedelta(minutes=10)
+"""The longest soft-kill window a payload gets (HTCondor's own default MachineMaxVacateTime)."""
 
-    A few seconds under ``kill_timeout``, so HTCondor finishes (and falls back to a
-    fast shutdown) before Nomad's SIGKILL arrives.
+
+def _whole_seconds(value: timedelta) -> timedelta:
+    return timedelta(seconds=int(value.total_seconds()))
+
+
+@dataclass(frozen=True)
+class ShutdownPlan:
+    """Every HTCondor and Nomad knob of a worker's shutdown, derived from ``lifespan.retirement``.
+
+    One model for every way a worker stops (Nomad's ``kill_signal``, ``max_age``,
+    ``idle_shutdown``, ``nomadwn drain``): the startd stops taking payloads at once and
+    each running payload may run for ``R = retirement`` counted from its own start;
+    only then is it asked to leave, and only then does the container exit. With
+    ``V = vacate`` (R/10, 1 s to 10 min) and ``S`` = :data:`SHUTDOWN_SLACK` (15 s)::
+
+        knob                              value        why
+        MAXJOBRETIREMENTTIME              R + V        HTCondor evicts a retiring payload once its remaining
+                                                       retirement is down to its vacate time ("Evicting job
+                                                       with 120s of retirement time remaining in order to
+                                                       accommodate this job's max vacate time of 600s"), so
+                                                       R + V leaves the payload R of run time
+        MachineMaxVacateTime              V            the soft-kill window after retirement; HTCondor's 600 s
+                                                       default would swallow any retirement of 10 min or less
+        STARTD.SHUTDOWN_GRACEFUL_TIMEOUT  R + V + S    the startd's own fallback to a fast shutdown
+                                                       (self-expiry, drains): never before retirement is over
+        MASTER.SHUTDOWN_GRACEFUL_TIMEOUT  R + V + 2S   the master waits for its startd (SIGTERM is graceful)
+        kill_timeout (needed)             R + V + 3S   Nomad's SIGKILL only after HTCondor has exited
+        update.progress_deadline          kill_timeout an old worker may take kill_timeout to stop
+                                          + healthy_deadline  before its replacement can become healthy
+
+    ``kill_timeout`` is ``lifespan.kill_timeout`` if set, else the needed value; Nomad
+    caps it at the clients' ``max_kill_timeout``. ``covered`` is whether a Nomad stop
+    lets every payload retire. Only with ``accept_payload_loss`` may it be false: the
+    master's timeout then ends ``S`` before the SIGKILL (a clean HTCondor eviction, the
+    payload goes back to the queue) while drains and self-expiry still honour ``R``.
     """
-    margin = timedelta(seconds=5)
-    timeout = flavour.lifespan.kill_timeout
-    return timeout - margin if timeout > 2 * margin else timeout / 2
+
+    retirement: timedelta
+    vacate: timedelta
+    max_job_retirement_time: timedelta
+    startd_graceful_timeout: timedelta
+    master_graceful_timeout: timedelta
+    needed_kill_timeout: timedelta
+    kill_timeout: timedelta
+    covered: bool
+
+
+def vacate_time(retirement: timedelta) -> timedelta:
+    """The soft-kill window a payload gets when its retirement is over: R/10, 1 s to 10 min."""
+    return max(timedelta(seconds=1), min(MAX_VACATE, _whole_seconds(retirement / 10)))
+
+
+def shutdown_plan(site: Site, name: str) -> ShutdownPlan:
+    """The shutdown knobs of flavour ``name`` (see :class:`ShutdownPlan` for the table)."""
+    life = site.flavours[name].lifespan
+    r = _whole_seconds(life.retirement or timedelta(0))
+    v = vacate_time(r)
+    s = SHUTDOWN_SLACK
+    needed = r + v + 3 * s
+    cap = site.nomad.max_kill_timeout
+    if life.kill_timeout is not None:
+        kill_timeout = life.kill_timeout
+    elif life.accept_payload_loss:
+        kill_timeout = min(needed, cap)
+    else:
+        kill_timeout = needed  # validate refuses it when it exceeds the cap
+    effective = min(kill_timeout, cap)
+    covered = effective >= needed and life.kill_signal == "SIGTERM" and bool(life.retirement)
+    master = r + v + 2 * s
+    if effective < needed:
+        # HTCondor must give up (a clean eviction) before Nomad's SIGKILL lands.
+        master = effective - s if effective > 2 * s else effective / 2
+    return ShutdownPlan(
+        retirement=r,
+        vacate=v,
+        max_job_retirement_time=r + v,
+        startd_graceful_timeout=r + v + s,
+        master_graceful_timeout=_whole_seconds(master),
+        needed_kill_timeout=needed,
+        kill_timeout=kill_timeout,
+        covered=covered,
+    )
+
+
+def longest_retirement(max_kill_timeout: timedelta) -> timedelta:
+    """The longest retirement a Nomad stop can honour within ``max_kill_timeout``."""
+    low, high = 0, max(0, int(max_kill_timeout.total_seconds()))
+    while low < high:  # the largest R with R + vacate(R) + 3S <= max_kill_timeout
+        mid = (low + high + 1) // 2
+        r = timedelta(seconds=mid)
+        if r + vacate_time(r) + 3 * SHUTDOWN_SLACK <= max_kill_timeout:
+            low = mid
+        else:
+            high = mid - 1
+    return timedelta(seconds=low)
+
+
+DEFAULT_PROGRESS_DEADLINE = timedelta(minutes=10)
+
+
+def progress_deadline(site: Site, name: str) -> timedelta:
+    """The deployment's progress deadline: the site's, or long enough for old workers to retire.
+
+    A destructive update stops an old worker (up to ``kill_timeout``) before its
+    replacement can become healthy (up to ``healthy_deadline``).
+    """
+    f = site.flavours[name]
+    assert f.update is not None
+    if f.update.progress_deadline is not None:
+        return f.update.progress_deadline
+    plan = shutdown_plan(site, name)
+    return max(DEFAULT_PROGRESS_DEADLINE, plan.kill_timeout + f.update.healthy_deadline)
+
+
+def restart_mode(flavour: Flavour) -> Literal["fail", "delay"]:
+    """Nomad's restart mode: ``delay`` for system/service workers, ``fail`` for batch (unless set).
+
+    ``fail`` on a system job leaves the node without a worker for good after a few
+    check restarts (Nomad does not reschedule system allocations).
+    """
+    rs = flavour.restart
+    if rs.mode is not None:
+        return rs.mode
+    return "fail" if flavour.kind == "batch" or rs.attempts == 0 else "delay"
+
+
+def _payload_loss(site: Site, name: str, plan: ShutdownPlan) -> str:
+    life = site.flavours[name].lifespan
+    cap = site.nomad.max_kill_timeout
+    r = duration_text(plan.retirement)
+    if life.kill_signal != "SIGTERM":
+        return (
+            f"kill_signal {life.kill_signal} is HTCondor's fast shutdown: a Nomad stop kills running payloads at once"
+        )
+    if not life.retirement:
+        return "with no retirement, any stop (Nomad's, max_age, a drain) evicts running payloads at once"
+    killed = duration_text(min(plan.kill_timeout, cap))
+    return (
+        f"a Nomad stop (redeploy, scale-in, node drain, job stop) kills running payloads after {killed}, "
+        f"before their retirement ({r}) is over"
+    )
+
+
+def shutdown_problems(site: Site, name: str) -> list[FieldProblem]:
+    """Where a Nomad-initiated stop would kill a running payload before its retirement, and the fix."""
+    f = site.flavours[name]
+    life = f.lifespan
+    at = f"flavours.{name}.lifespan"
+    cap = site.nomad.max_kill_timeout
+    plan = shutdown_plan(site, name)
+    out: list[FieldProblem] = []
+    if life.kill_timeout is not None and life.kill_timeout > cap:
+        out.append(
+            FieldProblem(
+                f"{at}.kill_timeout",
+                f"Nomad silently caps it at the clients' max_kill_timeout ({duration_text(cap)}); "
+                "lower it, or raise nomad.max_kill_timeout if your clients allow more",
+            )
+        )
+    if plan.covered or life.accept_payload_loss:
+        return out
+    accept = f"or set {at}.accept_payload_loss: true to accept it (then drain first: nomadwn drain, deploy --drain)"
+    needed = duration_text(plan.needed_kill_timeout)
+    if life.kill_signal != "SIGTERM":
+        out.append(
+            FieldProblem(f"{at}.kill_signal", f"{_payload_loss(site, name, plan)}; use SIGTERM (graceful), {accept}")
+        )
+    elif not life.retirement:
+        out.append(
+            FieldProblem(
+                f"{at}.retirement",
+                f"not set (or 0s): {_payload_loss(site, name, plan)}; set it to the longest run time your payloads "
+                f"need (such as 48h) and raise max_kill_timeout to match, {accept}",
+            )
+        )
+    elif life.kill_timeout is not None and life.kill_timeout < plan.needed_kill_timeout:
+        out.append(
+            FieldProblem(
+                f"{at}.kill_timeout",
+                f"{_payload_loss(site, name, plan)}; retirement {duration_text(plan.retirement)} needs "
+                f"kill_timeout of at least {needed} (retirement + vacate + 3 x 15s): raise it or remove it "
+                f"(it is derived), or lower {at}.retirement, {accept}",
+            )
+        )
+    elif plan.needed_kill_timeout > cap:
+        fits = longest_retirement(cap)
+        lower = f"or lower {at}.retirement to at most {duration_text(fits)}, " if fits else ""
+        out.append(
+            FieldProblem(
+                f"{at}.retirement",
+                f"{_payload_loss(site, name, plan)} (nomad.max_kill_timeout is {duration_text(cap)}; "
+                f"retirement {duration_text(plan.retirement)} needs kill_timeout {needed}): set max_kill_timeout "
+                f'= "{needed}" or more in the client block of every Nomad client that runs this flavour and '
+                f"nomad.max_kill_timeout to match, {lower}{accept}",
+            )
+        )
+    return out
+
+
+def shutdown_warnings(site: Site, name: str) -> list[FieldProblem]:
+    """The risk a flavour accepted with ``lifespan.accept_payload_loss`` (reported on every validate)."""
+    f = site.flavours[name]
+    plan = shutdown_plan(site, name)
+    if plan.covered or not f.lifespan.accept_payload_loss:
+        return []
+    return [
+        FieldProblem(
+            f"flavours.{name}.lifespan.accept_payload_loss",
+            f"{_payload_loss(site, name, plan)}; drain first (nomadwn drain, deploy --drain) to lose none",
+        )
+    ]
+
+
+def site_warnings(site: Site) -> list[FieldProblem]:
+    """Accepted risks ``validate`` reports on every run (the site is valid with them)."""
+    return [w for name in site.flavours for w in shutdown_warnings(site, name)]
 
 
 def forwarded_bytes_per_hour(flavour: Flavour) -> int:
@@ -729,12 +980,20 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad("update.auto_promote", "auto_promote needs canary of at least 1")
         if u.min_healthy_time >= u.healthy_deadline:
             bad("update.min_healthy_time", "must be shorter than healthy_deadline")
-        if u.progress_deadline != timedelta(0) and u.progress_deadline <= u.healthy_deadline:
+        pd = progress_deadline(site, name)
+        if pd != timedelta(0) and pd <= u.healthy_deadline:
             bad("update.progress_deadline", "must be longer than healthy_deadline (or 0 to disable)")
+        elif u.progress_deadline is not None and pd:
+            least = shutdown_plan(site, name).kill_timeout + u.healthy_deadline
+            if pd < least:
+                bad(
+                    "update.progress_deadline",
+                    f"an old worker may take kill_timeout to stop before its replacement becomes healthy: "
+                    f"set it to at least {duration_text(least)} (kill_timeout + healthy_deadline), or remove it "
+                    "(it is derived)",
+                )
         if u.stagger <= timedelta(0):
             bad("update.stagger", "must be longer than 0s")
-        if f.kind == "service" and u.progress_deadline and f.lifespan.kill_timeout > u.progress_deadline:
-            bad("lifespan.kill_timeout", "Nomad requires it to be at most update.progress_deadline")
     if f.autoscale is not None and f.scaling is None:
         bad("autoscale", "needs a scaling block: its min and max bound what the autoscaler may set")
     if f.autoscale is not None and f.kind == "system":
@@ -829,7 +1088,13 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
             bad(f"placement.spreads[{i}].targets", "each target value may appear only once")
 
     rs = f.restart
-    if rs.attempts == 0 and rs.mode != "fail":
+    if f.kind == "system" and restart_mode(f) == "fail":
+        bad(
+            "restart.mode",
+            "fail leaves the node without a worker for good after the restart attempts (Nomad does not "
+            "reschedule system jobs); use delay with attempts of at least 1",
+        )
+    if rs.attempts == 0 and restart_mode(f) != "fail":
         bad("restart.mode", "with attempts: 0 the mode must be fail (Nomad calls delay ambiguous)")
     if rs.interval < timedelta(seconds=5):
         bad("restart.interval", "Nomad requires at least 5s")
@@ -861,24 +1126,34 @@ def flavour_problems(site: Site, name: str) -> list[FieldProblem]:
         )
     if (r.cores is None) == (r.cpu is None):
         bad("resources.cores", "set exactly one of cores (whole cores) or cpu (MHz)")
+    if r.cpu is not None and r.cores is None and f.htcondor.slots.cores is None:
+        bad(
+            "resources.cpu",
+            "MHz is a CPU share, not cores: the startd would advertise every core of the host; "
+            "set resources.cores, or htcondor.slots.cores to the whole cores this share is worth",
+        )
+    if not f.htcondor.ccb and not static_port(f):
+        bad(
+            "htcondor.ccb",
+            "without CCB the startd must be reachable at the host's address, but its port is a dynamic "
+            "port behind Nomad's network; set htcondor.static_port: true (the host port is htcondor.port) "
+            "or ccb: true",
+        )
     if r.memory_max is not None and r.memory_max < r.memory:
         bad("resources.memory_max", "must be at least resources.memory")
     slots = f.htcondor.slots
     if slots.cores is not None and r.cores is not None and slots.cores > r.cores:
         bad("htcondor.slots.cores", "the slots cannot have more cores than the container reserves (resources.cores)")
-    if slots.memory is not None and slots.memory > (r.memory_max or r.memory):
-        bad("htcondor.slots.memory", "the slots cannot have more memory than the container may use")
+    if slots.memory is not None and slots.memory > r.memory:
+        bad(
+            "htcondor.slots.memory",
+            "the slots cannot have more memory than Nomad reserves (resources.memory; memory_max is not reserved)",
+        )
+    if slots.disk is not None and slots.disk > r.disk:
+        bad("htcondor.slots.disk", "the slots cannot have more disk than Nomad reserves (resources.disk)")
 
     lifespan = f.lifespan
-    cap = site.nomad.max_kill_timeout
-    if lifespan.kill_timeout > cap:
-        bad(
-            "lifespan.kill_timeout",
-            f"Nomad silently caps it at the clients' max_kill_timeout ({duration_text(cap)}); "
-            "lower it, or raise nomad.max_kill_timeout if your clients allow more",
-        )
-    if lifespan.retirement is not None and lifespan.max_age is None and lifespan.idle_shutdown is None:
-        bad("lifespan.retirement", "applies when the worker expires by itself; set max_age or idle_shutdown too")
+    out.extend(shutdown_problems(site, name))
     if f.kind == "batch" and lifespan.max_age is None and lifespan.idle_shutdown is None:
         bad("lifespan", "an ephemeral (batch) worker must expire by itself: set max_age or idle_shutdown")
     return out

@@ -387,6 +387,14 @@ class NomadAPI(Protocol):
 
     def stop(self, job_id: str, *, purge: bool = False) -> str: ...
 
+    def stop_allocation(self, alloc_id: str) -> str:
+        """Stop one allocation (``POST /v1/allocation/<id>/stop``); returns the evaluation ID.
+
+        Nomad then places a replacement, so the group keeps its count: a service or
+        system worker comes back fresh, wherever the scheduler puts it.
+        """
+        ...
+
     def scale(self, job_id: str, group: str, count: int, message: str) -> str: ...
 
     def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult: ...

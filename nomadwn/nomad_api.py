@@ -109,6 +109,7 @@ class Template(ApiStruct):
     EmbeddedTmpl: str
     DestPath: str
     ChangeMode: str
+    ChangeSignal: str | None = None
     Perms: str
     Envvars: bool | None = None
 

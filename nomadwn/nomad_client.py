@@ -326,6 +326,13 @@ class NomadClient:
         )
         return str(raw.get("EvalID") or "")
 
+    def stop_allocation(self, alloc_id: str) -> str:
+        """Stop one allocation; Nomad reschedules a replacement (the count is kept)."""
+        raw = self._json(
+            self._call(f"stopping allocation {alloc_id}", self._nomad.allocation, alloc_id, "stop", method="post")
+        )
+        return str(raw.get("EvalID") or "")
+
     def scale(self, job_id: str, group: str, count: int, message: str) -> str:
         """Set a group's count through the scale endpoint (kept by later registers with PreserveCounts)."""
         body = {"Count": count, "Target": {"Group": group}, "Message": message, "PolicyOverride": False}

@@ -38,7 +38,10 @@ from nomadwn.model import (
     metrics_service_name,
     port_labels,
     privileges,
+    progress_deadline,
+    restart_mode,
     service_meta,
+    shutdown_plan,
     static_port,
     system_deployments,
 )
@@ -95,7 +98,8 @@ def _spreads_of(spreads: list[Spread]) -> list[api.Spread] | None:
     return out or None
 
 
-def _update(site: Site, f: Flavour) -> api.UpdateStrategy | None:
+def _update(site: Site, name: str) -> api.UpdateStrategy | None:
+    f = site.flavours[name]
     u = f.update
     if u is None:
         return None
@@ -109,7 +113,7 @@ def _update(site: Site, f: Flavour) -> api.UpdateStrategy | None:
         HealthCheck=u.health_check,
         MinHealthyTime=_ns(u.min_healthy_time),
         HealthyDeadline=_ns(u.healthy_deadline),
-        ProgressDeadline=_ns(u.progress_deadline),
+        ProgressDeadline=_ns(progress_deadline(site, name)),
         AutoRevert=u.auto_revert,
         AutoPromote=u.auto_promote,
         Canary=u.canary,
@@ -209,7 +213,7 @@ def build_job(site: Site, name: str) -> api.Job:
             mounts.append({"type": "bind", "source": f.cvmfs.host_path, "target": "/cvmfs", "readonly": True})
     r = f.resources
     auth = f.pool_auth
-    vault = api.Vault(Role=auth.vault_role, ChangeMode="restart") if auth and auth.source == "vault" else None
+    vault = api.Vault(Role=auth.vault_role, ChangeMode="noop") if auth and auth.source == "vault" else None
     # Nomad 1.10 has no legacy Vault tokens: the task logs in to Vault's JWT auth method
     # with its vault_default workload identity (explicit here, so the job does not depend
     # on the servers' vault.default_identity).
@@ -225,13 +229,19 @@ def build_job(site: Site, name: str) -> api.Job:
         Env=dict(sorted(f.env.items())) or None,
         Services=[s for s in (_service(f), _metrics_service(site, name)) if s is not None],
         Templates=[
-            api.Template(EmbeddedTmpl=t.text, DestPath=t.destination, ChangeMode=t.change_mode, Perms=t.perms)
+            api.Template(
+                EmbeddedTmpl=t.text,
+                DestPath=t.destination,
+                ChangeMode=t.change_mode,
+                ChangeSignal=t.change_signal,
+                Perms=t.perms,
+            )
             for t in files
         ],
         Resources=api.Resources(CPU=r.cpu, Cores=r.cores, MemoryMB=r.memory, MemoryMaxMB=r.memory_max),
         LogConfig=api.LogConfig(MaxFiles=f.logs.max_files, MaxFileSizeMB=f.logs.max_file_size),
         KillSignal=f.lifespan.kill_signal,
-        KillTimeout=_ns(f.lifespan.kill_timeout),
+        KillTimeout=_ns(shutdown_plan(site, name).kill_timeout),
         ShutdownDelay=_ns(f.service.shutdown_delay),
         VolumeMounts=volume_mounts,
         Vault=vault,
@@ -245,7 +255,7 @@ def build_job(site: Site, name: str) -> api.Job:
         Networks=[_network(f)],
         Volumes=volumes,
         RestartPolicy=api.RestartPolicy(
-            Attempts=rs.attempts, Interval=_ns(rs.interval), Delay=_ns(rs.delay), Mode=rs.mode
+            Attempts=rs.attempts, Interval=_ns(rs.interval), Delay=_ns(rs.delay), Mode=restart_mode(f)
         ),
         ReschedulePolicy=(
             api.ReschedulePolicy(
@@ -280,7 +290,7 @@ def build_job(site: Site, name: str) -> api.Job:
         Priority=p.priority,
         Constraints=_constraints(f),
         Spreads=_spreads(f),
-        Update=_update(site, f),
+        Update=_update(site, name),
         ParameterizedJob=(
             api.ParameterizedJobConfig(Payload="forbidden", MetaOptional=[REASON_META]) if dispatched(f) else None
         ),

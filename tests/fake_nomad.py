@@ -699,10 +699,12 @@ class FakeNomad:
         jitter: bool = True,
         on_running: Callable[[Json], None] | None = None,
         on_stop: Callable[[Json], None] | None = None,
+        max_kill_timeout: float = 30.0,
         version: str = "1.10.5",
     ) -> None:
         self.version = tuple(int(part) for part in version.split("."))
         self.step_delay = step_delay
+        self.max_kill_timeout = max_kill_timeout  # the clients' max_kill_timeout, seconds (Nomad's default 30 s)
         self.region = region
         self.token = token
         self.jitter = jitter
@@ -1364,6 +1366,8 @@ class FakeNomad:
             return self._job_specific(method, rest, ns, query, body, need_body)
         if path == "/v1/allocations" and method == "GET":
             return self._query(query, functools.partial(self._q_allocs, ns, query))
+        if path.startswith("/v1/allocation/") and path.endswith("/stop") and method in ("POST", "PUT"):
+            return self._alloc_stop(path[len("/v1/allocation/") : -len("/stop")])
         if path.startswith("/v1/allocation/") and method == "GET":
             alloc_id = path[len("/v1/allocation/") :]
             return self._query(query, functools.partial(self._q_alloc, alloc_id))
@@ -2165,6 +2169,52 @@ class FakeNomad:
         return _Reply(
             body={**empty, "EvalID": eval_id, "EvalCreateIndex": idx, "JobModifyIndex": idx, "Index": idx}, index=idx
         )
+
+    def _alloc_stop(self, alloc_id: str) -> _Reply:
+        """``POST /v1/allocation/<id>/stop`` (nomad/alloc_endpoint.go ``Alloc.Stop``).
+
+        Nomad marks the allocation for migration and creates an ``alloc-stop``
+        evaluation; the scheduler stops it and, the group's count being unchanged,
+        places a replacement. Answers ``{"EvalID", "Index"}``.
+        """
+        with self._lock:
+            alloc = self._allocs.get(alloc_id)
+            if alloc is None:
+                raise NomadAPIError(404, "alloc not found")
+            key = self._alloc_key(alloc)
+            job = self._jobs.get(key)
+            idx = self._next()
+            if not _alloc_terminal(alloc):
+                self._stop_alloc(alloc, idx, "alloc is being migrated")
+            ev_id = ""
+            if job is not None:
+                ev = self._new_eval(key, job, "alloc-stop", self._next(), job_modify_index=int(job["JobModifyIndex"]))
+                ev_id = str(ev["ID"])
+        return _Reply(body={"EvalID": ev_id, "Index": idx}, index=idx)
+
+    def kill_timeout(self, alloc: Mapping[str, Any], task: str | None = None) -> float:
+        """Seconds between the task's kill_signal and Nomad's SIGKILL, as a client applies it.
+
+        ``min(task.KillTimeout, client max_kill_timeout)``: the client caps the job's
+        value at its own ``max_kill_timeout`` (client/allocrunner/taskrunner/task_runner.go,
+        ``getKillTimeout``; default 30 s). A test that drives a real worker from
+        ``on_stop`` sends the task's ``KillSignal`` and SIGKILLs after this long, as the
+        docker driver does (drivers/docker/handle.go ``Kill``: signal, wait, then stop
+        the container with SIGKILL).
+        """
+        chosen = self._task_of(alloc, task)
+        return min(int(chosen.get("KillTimeout") or 5_000_000_000) / 1e9, self.max_kill_timeout)
+
+    def kill_signal(self, alloc: Mapping[str, Any], task: str | None = None) -> str:
+        """The task's ``kill_signal`` (Nomad's default SIGINT when unset; nomadwn always sets it)."""
+        return str(self._task_of(alloc, task).get("KillSignal") or "SIGINT")
+
+    def _task_of(self, alloc: Mapping[str, Any], task: str | None) -> Json:
+        with self._lock:
+            job = self._jobs.get(self._alloc_key(alloc))
+            tasks: list[Json] = list((_group(job, str(alloc["TaskGroup"])) or {}).get("Tasks") or []) if job else []
+        empty: Json = {}
+        return next((t for t in tasks if task is None or t.get("Name") == task), empty)
 
     def _job_scale(self, job_id: str, ns: str, body: Json) -> _Reply:
         target = body.get("Target") or {}
@@ -3327,7 +3377,8 @@ class FakeNomad:
             state = (alloc.get("TaskStates") or {}).get(task["Name"])
             if state is None:
                 continue
-            kill_timeout = int(task.get("KillTimeout") or 5_000_000_000)
+            # The client caps the job's kill_timeout at its max_kill_timeout (see kill_timeout()).
+            kill_timeout = min(int(task.get("KillTimeout") or 5_000_000_000), int(self.max_kill_timeout * 1e9))
             state["Events"] += [
                 task_event("Killing", at_ns=base, kill_timeout=kill_timeout),
                 task_event("Terminated", at_ns=base + 1_000, details={"exit_code": "0", "signal": "0"}),

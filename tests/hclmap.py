@@ -176,6 +176,7 @@ def _task(name: str, body: dict[str, Any]) -> dict[str, Any]:
                 "DestPath": t["destination"],
                 "EmbeddedTmpl": t["data"],
                 "ChangeMode": t["change_mode"],
+                **({"ChangeSignal": t["change_signal"]} if "change_signal" in t else {}),
                 "Perms": t["perms"],
                 **({"Envvars": t["env"]} if "env" in t else {}),
             }

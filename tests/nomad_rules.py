@@ -23,6 +23,7 @@ blocks are merged with ``api.DefaultUpdateStrategy`` the way ``Canonicalize`` do
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _DEFAULT_UPDATE: dict[str, Any] = {  # api/jobs.go DefaultUpdateStrategy
@@ -38,11 +39,20 @@ _DEFAULT_UPDATE: dict[str, Any] = {  # api/jobs.go DefaultUpdateStrategy
 }
 # api/tasks.go and api/jobs.go field names each version knows (the ones nomadwn could emit).
 _REMOVED_IN_1_10 = {("Vault", "Policies"), ("Task", "VaultToken"), ("Job", "VaultToken"), ("Job", "ConsulToken")}
+# consul-template functions that read Consul (1.10: they need the task's Consul token from workload identity).
+_CONSUL_TEMPLATE = re.compile(
+    r"\{\{-?\s*(?:with\s+|range\s+)?(key|keyExists|keyOrDefault|ls|safeLs|tree|safeTree|service|services|connect|caRoots|caLeaf)\b"
+)
 _DEPRECATED_GROUP = ("MaxClientDisconnect", "StopAfterClientDisconnect", "PreventRescheduleOnLost")
 
 
-def check(body: dict[str, Any], version: str) -> tuple[list[str], list[str]]:
-    """``(errors, warnings)`` Nomad ``version`` ("1.10" or "2.0") would report for a job body."""
+def check(body: dict[str, Any], version: str, *, oversubscription: bool = True) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` Nomad ``version`` ("1.10" or "2.0") would report for a job body.
+
+    ``oversubscription``: whether the cluster's scheduler configuration enables memory
+    oversubscription (``memoryOversubscriptionValidate`` warns about ``memory_max``
+    otherwise; ``nomadwn validate`` notes it per flavour).
+    """
     job = body["Job"]
     errors: list[str] = []
     warnings: list[str] = []
@@ -85,6 +95,8 @@ def check(body: dict[str, Any], version: str) -> tuple[list[str], list[str]]:
         warnings += _shutdown_delay_warnings(tg) if version >= "2.0" else []
         for task in tg["Tasks"]:
             where = f"task {name}.{task['Name']}"
+            if not oversubscription and (task.get("Resources") or {}).get("MemoryMaxMB"):
+                warnings.append(f"{where}: Memory oversubscription is not enabled; memory_max value will be ignored")
             vault = task.get("Vault")
             if vault is not None and "Policies" in vault and version >= "1.10":
                 errors.append(f"{where}: vault.policies was removed in Nomad 1.10 (use a role)")
@@ -95,6 +107,14 @@ def check(body: dict[str, Any], version: str) -> tuple[list[str], list[str]]:
                 e, w = _identity(wid)
                 errors += [f"{where}: identity {wid.get('Name', 'default')}: {x}" for x in e]
                 warnings += [f"{where}: identity {wid.get('Name', 'default')}: {x}" for x in w]
+            reads_consul = any(
+                _CONSUL_TEMPLATE.search(t.get("EmbeddedTmpl") or "") for t in task.get("Templates") or []
+            )
+            has_consul_identity = task.get("Consul") is not None or any(
+                str(i.get("Name", "")).startswith("consul_") for i in identities
+            )
+            if reads_consul and not has_consul_identity:
+                errors.append(f"{where}: a template reads Consul but the task has no consul block or consul_ identity")
             if vault is not None and not any(i.get("Name") == "vault_default" for i in identities):
                 warnings.append(f"{where}: a vault block but no vault_default identity (needs server default_identity)")
     return errors, warnings

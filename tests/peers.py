@@ -467,13 +467,61 @@ WANT_VACATE = False
 """
 
 
-def base_config(local_dir: PurePosixPath, config_dir: PurePosixPath | str, user: str) -> str:
+TRUST_DOMAIN: Final = "nomadwn.test"
+DAEMON_IDENTITY: Final = f"condor@{TRUST_DOMAIN}"
+
+_IDTOKENS_CONFIG: Final = """\
+
+# IDTOKENS: the daemons really authenticate to each other with signed tokens. Every
+# daemon-to-daemon level (a startd advertising itself, the negotiator, the schedd and
+# the collector, the shadow and the starter) requires IDTOKENS from the identity the
+# pool's tokens carry; only tools and the test's submitter (READ/WRITE/ADMINISTRATOR)
+# keep CLAIMTOBE. Sessions are short, so a daemon authenticates again often (a rotated
+# token is used within SEC_DEFAULT_SESSION_DURATION).
+TRUST_DOMAIN = {trust_domain}
+SEC_TOKEN_POOL_SIGNING_KEY_FILE = {pool_local}/passwords.d/POOL
+SEC_PASSWORD_DIRECTORY = {pool_local}/passwords.d
+SEC_TOKEN_DIRECTORY = {local_dir}/tokens.d
+SEC_DEFAULT_AUTHENTICATION_METHODS = IDTOKENS, CLAIMTOBE
+SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS, CLAIMTOBE
+SEC_DAEMON_AUTHENTICATION = REQUIRED
+SEC_DAEMON_AUTHENTICATION_METHODS = IDTOKENS
+SEC_NEGOTIATOR_AUTHENTICATION = REQUIRED
+SEC_NEGOTIATOR_AUTHENTICATION_METHODS = IDTOKENS
+SEC_ADVERTISE_STARTD_AUTHENTICATION = REQUIRED
+SEC_ADVERTISE_STARTD_AUTHENTICATION_METHODS = IDTOKENS
+SEC_ADVERTISE_MASTER_AUTHENTICATION = REQUIRED
+SEC_ADVERTISE_MASTER_AUTHENTICATION_METHODS = IDTOKENS
+SEC_ADVERTISE_SCHEDD_AUTHENTICATION = REQUIRED
+SEC_ADVERTISE_SCHEDD_AUTHENTICATION_METHODS = IDTOKENS
+ALLOW_DAEMON = {identity}
+ALLOW_NEGOTIATOR = {identity}
+ALLOW_ADVERTISE_MASTER = {identity}
+ALLOW_ADVERTISE_SCHEDD = {identity}
+ALLOW_ADVERTISE_STARTD = {identity}
+SEC_DEFAULT_SESSION_DURATION = 15
+"""
+
+
+def base_config(
+    local_dir: PurePosixPath,
+    config_dir: PurePosixPath | str,
+    user: str,
+    *,
+    idtokens_pool: PurePosixPath | None = None,
+) -> str:
     """Paths, loopback networking, test-only security and fast cycles, shared by every daemon set.
 
     The pool adds its daemons and job policy to it; an extra worker adds its own names
-    and the rendered worker configuration.
+    and the rendered worker configuration. ``idtokens_pool``: the LOCAL_DIR of a pool
+    whose daemons authenticate with IDTOKENS (:class:`CondorPool` ``idtokens=True``).
     """
-    return _BASE_CONFIG.format(local_dir=local_dir, config_dir=config_dir, user=user)
+    text = _BASE_CONFIG.format(local_dir=local_dir, config_dir=config_dir, user=user)
+    if idtokens_pool is not None:
+        text += _IDTOKENS_CONFIG.format(
+            trust_domain=TRUST_DOMAIN, identity=DAEMON_IDENTITY, pool_local=idtokens_pool, local_dir=local_dir
+        )
+    return text
 
 
 class CondorPool:
@@ -494,13 +542,17 @@ class CondorPool:
 
     Clients authenticate with CLAIMTOBE as :attr:`user` (a normal user created
     by the install script), because the schedd refuses jobs owned by root.
+
+    ``idtokens=True``: the daemons authenticate to each other with IDTOKENS signed by
+    the pool's own key (``local/passwords.d/POOL``); :meth:`create_token` issues more.
     """
 
     START_TIMEOUT: Final = 60.0
     DEFAULT_USER: Final = "nomadwn"
 
-    def __init__(self, user: str = DEFAULT_USER) -> None:
+    def __init__(self, user: str = DEFAULT_USER, *, idtokens: bool = False) -> None:
         self.user = user
+        self.idtokens = idtokens
         self.root: Path = peers_dir() / "condor-root"
         self.pool_id = uuid.uuid4().hex[:8]
         self.collector_port = 0
@@ -687,11 +739,31 @@ class CondorPool:
         (self.root / "run" / "condor").mkdir(parents=True, exist_ok=True)
         config = (
             "# Written by tests/peers.py for one throw-away personal pool.\n"
-            + base_config(inner / "local", inner / "config.d", self.user)
+            + base_config(
+                inner / "local", inner / "config.d", self.user, idtokens_pool=inner / "local" if self.idtokens else None
+            )
             + _POOL_CONFIG.format(collector_port=self.collector_port, pool_id=self.pool_id)
         )
         (pool_dir / "condor_config").write_text(config)
         (pool_dir / "condor_config").chmod(0o644)
+        if self.idtokens:
+            for sub in ("passwords.d", "tokens.d"):
+                (local / sub).mkdir(mode=0o700)
+            key = local / "passwords.d" / "POOL"
+            key.write_bytes(os.urandom(32))
+            key.chmod(0o600)
+            token = self.create_token()
+            (local / "tokens.d" / "pool").write_text(token + "\n")
+            (local / "tokens.d" / "pool").chmod(0o600)
+
+    def create_token(self, identity: str = DAEMON_IDENTITY, lifetime: int = 3600) -> str:
+        """A new IDTOKEN for ``identity``, signed with the pool's key (``idtokens=True`` only)."""
+        result = self.run(
+            ["condor_token_create", "-identity", identity, "-key", "POOL", "-lifetime", str(lifetime)], timeout=30
+        )
+        if result.returncode != 0 or not result.stdout.strip():
+            raise RuntimeError(f"condor_token_create failed ({result.returncode}): {result.stderr}")
+        return result.stdout.strip()
 
     def start(self) -> None:
         """Create the pool directory, start ``condor_master`` and wait for the pool."""

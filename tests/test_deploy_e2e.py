@@ -105,6 +105,7 @@ def test_redeploy_keeps_a_count_the_autoscaler_set(fake: FakeNomad, tmp_path: Pa
         ("unplaceable", "cntwn", "group worker cannot be placed:"),
         ("failing_check", "elastic", 'healthcheck: check "startd" unhealthy'),
         ("oom", "cntwn", "ran out of memory"),
+        ("failing_check", "cntwn", 'healthcheck: check "startd" unhealthy'),  # 1.10: nomadwn's own verdict
     ],
 )
 def test_failed_deploys_exit_1_with_the_reason(fake: FakeNomad, scenario: str, flavour: str, reason: str) -> None:

@@ -99,12 +99,13 @@ def test_json_uses_nomads_field_names() -> None:
     assert task["Resources"] == {"Cores": 8, "MemoryMB": 16384}
     check = task["Services"][0]["Checks"][0]
     assert (check["Command"], check["Args"], check["Interval"], check["Timeout"]) == (
-        "condor_config_val",
-        ["-startd", "StartJobs"],
+        "/bin/sh",
+        ["/local/nomadwn/health.sh"],
         60_000_000_000,
         60_000_000_000,
     )
-    assert check["CheckRestart"] == {"Limit": 3, "Grace": 120_000_000_000, "IgnoreWarnings": False}
+    # Restart only on critical (the startd does not answer), never on warning (alive but unfit).
+    assert check["CheckRestart"] == {"Limit": 3, "Grace": 120_000_000_000, "IgnoreWarnings": True}
     assert job["TaskGroups"][0]["Scaling"] == {"Min": 0, "Max": 40, "Enabled": True}
 
 
@@ -127,17 +128,24 @@ def test_worker_config_carries_the_paper_settings_and_lifespan() -> None:
         "DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE",
         "CCB_ADDRESS = $(COLLECTOR_HOST)",
         'NomadAllocId = "$ENV(NOMAD_ALLOC_ID)"',
-        "STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour",
+        "STARTD_ATTRS = $(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour",
         "STARTD_NOCLAIM_SHUTDOWN = 1200",
-        "MAXJOBRETIREMENTTIME = 7200",
+        # retirement 48h: + 10 min vacate, then 15 s per layer (nomadwn.model.ShutdownPlan)
+        "MAXJOBRETIREMENTTIME = 173400",
+        "MachineMaxVacateTime = 600",
+        "STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 173415",
+        "MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 173430",
         "NOMADWN_MAX_AGE = 43200",
-        "MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25",
-        "STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 7500",
         "UPDATE_INTERVAL = 60",
         "STARTD.DAEMON_SHUTDOWN = (time() - $(NOMADWN_START_TIME)) > $(NOMADWN_MAX_AGE)",
         "StartJobs = True",
-        "START = ($(StartJobs)) && (True)",
-        "USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh",
+        "START = ($(StartJobs)) && (MY.NomadwnHealthy =?= True) && (True)",
+        "USER_JOB_WRAPPER = $ENV(NOMAD_TASK_DIR)/nomadwn/job-wrapper.sh",
+        "NUM_CPUS = 4",
+        "MEMORY = 8192",
+        f"DISK = {(20 * 1024 - 100) * 1024}",  # ephemeral_disk less the task logs Nomad keeps there
+        "EXECUTE = $ENV(NOMAD_ALLOC_DIR)/condor/execute",
+        "use POLICY : HOLD_IF_MEMORY_EXCEEDED",
     ):
         assert line in conf.splitlines()
     secret = [t for t in templates if t.DestPath.startswith("secrets/")]

@@ -44,6 +44,8 @@ defaults:
   cvmfs: {mode: bind}
   htcondor: {collector: [cm.example:9618]}
   resources: {cores: 8, memory: 16GiB}
+  # The simulator replays what HTCondor does with these; no Nomad stop is simulated here.
+  lifespan: {accept_payload_loss: true}
 flavours:
   elastic:
     kind: service
@@ -65,6 +67,8 @@ defaults:
   cvmfs: {mode: bind}
   htcondor: {collector: [cm.example:9618]}
   resources: {cores: 8, memory: 16GiB}
+  # The simulator replays what HTCondor does with these; no Nomad stop is simulated here.
+  lifespan: {accept_payload_loss: true}
 flavours:
   burst:
     kind: batch

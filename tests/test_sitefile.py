@@ -126,9 +126,9 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
     ),
     (
         "kill-timeout-over-client-cap",
-        _set("flavours.elastic.lifespan.kill_timeout", "2m"),
+        _set("flavours.elastic.lifespan.kill_timeout", "50h"),
         [
-            "flavours.elastic.lifespan.kill_timeout: Nomad silently caps it at the clients' max_kill_timeout (30s); "
+            "flavours.elastic.lifespan.kill_timeout: Nomad silently caps it at the clients' max_kill_timeout (49h); "
             "lower it, or raise nomad.max_kill_timeout if your clients allow more"
         ],
     ),

@@ -25,13 +25,14 @@ EXAMPLE = ROOT / "examples" / "glasgow.yaml"
 def _site(version: str, update: dict[str, Any], kind: str = "system") -> dict[str, Any]:
     return {
         "name": "v",
-        "nomad": {"version": version},
+        "nomad": {"version": version, "max_kill_timeout": "49h"},
         "flavours": {
             "node": {
                 "kind": kind,
                 "image": {"repository": "example/worker", "tag": "1"},
                 "htcondor": {"collector": ["cm.example"]},
                 "resources": {"cores": 8, "memory": "16GiB"},
+                "lifespan": {"retirement": "48h"},
                 "update": update,
             }
         },
@@ -52,6 +53,19 @@ def test_every_golden_job_passes_nomads_rules_with_no_warning(site_file: Path, v
     for rendered in render_site(site):
         errors, warnings = nomad_rules.check(rendered.job.body(), version)
         assert (errors, warnings) == ([], []), f"{site_file.name} {rendered.flavour} on Nomad {version}"
+
+
+def test_example_jobs_warn_about_nothing_even_without_memory_oversubscription() -> None:
+    for rendered in render_site(load_site(EXAMPLE)):
+        for version in ("1.10", "2.0"):
+            assert nomad_rules.check(rendered.job.body(), version, oversubscription=False) == ([], [])
+
+
+def test_memory_max_is_noted_because_nomad_warns_without_oversubscription() -> None:
+    data = _site("2.0", {"max_parallel": 1})
+    data["flavours"]["node"]["resources"]["memory_max"] = "20GiB"
+    notes = site_notes(parse_site(data))
+    assert [n.path for n in notes] == ["flavours.node.resources.memory_max"]
 
 
 def test_system_update_on_1_10_renders_only_what_nomad_reads() -> None:
@@ -103,7 +117,8 @@ def test_vault_uses_workload_identity_and_a_role_never_policies() -> None:
     site = load_site(ROOT / "tests" / "golden" / "rollout-1.10.yaml")
     body = next(r.job for r in render_site(site) if r.flavour == "node").body()
     task = body["Job"]["TaskGroups"][0]["Tasks"][0]
-    assert task["Vault"] == {"Role": "condor", "ChangeMode": "restart"}
+    # A renewed Vault token needs no restart: the template keeps reading with it (issue 8).
+    assert task["Vault"] == {"Role": "condor", "ChangeMode": "noop"}
     assert task["Identities"] == [{"Name": "vault_default", "Audience": ["vault.example"], "TTL": 3_600_000_000_000}]
 
 
@@ -174,3 +189,20 @@ def test_nomad_policy_grants_the_autoscaler_its_namespaces_only() -> None:
         "default": {"list-jobs", "read-job", "scale-job", "dispatch-job"}
     }
     assert "-job glasgow-autoscaler" in acl_policies(example)[0].install_command(example, Path("p.hcl"))
+
+
+def test_the_rules_catch_a_template_that_reads_consul_without_a_consul_identity() -> None:
+    body = next(r.job for r in render_site(load_site(EXAMPLE)) if r.flavour == "cntwn").body()
+    task = body["Job"]["TaskGroups"][0]["Tasks"][0]
+    task["Templates"].append({"EmbeddedTmpl": '{{ key "site/x" }}', "DestPath": "local/x", "ChangeMode": "noop"})
+    errors, _ = nomad_rules.check(body, "1.10")
+    assert errors == [
+        "task worker.condor: a template reads Consul but the task has no consul block or consul_ identity"
+    ]
+
+
+def test_a_healthy_deadline_too_short_for_the_first_passing_check_is_noted() -> None:
+    data = _site("2.0", {"min_healthy_time": "4m", "healthy_deadline": "5m"})  # progress_deadline: derived
+    notes = site_notes(parse_site(data))  # default check: interval 60s + timeout 60s before the first pass
+    assert [n.path for n in notes] == ["flavours.node.update.healthy_deadline"]
+    assert "(6m)" in notes[0].message

@@ -140,13 +140,15 @@ def _site(version: str, **update: Any) -> dict[str, Any]:
     data["nomad"]["version"] = version
     data.pop("autoscaler")
     data["flavours"] = {"cntwn": data["flavours"]["cntwn"]}
+    # A short retirement (kill_timeout 51s), so that a 2m progress deadline covers it.
+    data["defaults"]["lifespan"]["retirement"] = "5s"
     data["flavours"]["cntwn"]["update"] = {
         "max_parallel": 1,
         "stagger": "3s",
         "auto_revert": True,
         "min_healthy_time": "1s",
         "healthy_deadline": "20s",
-        "progress_deadline": "30s",
+        "progress_deadline": "2m",
         **update,
     }
     return data

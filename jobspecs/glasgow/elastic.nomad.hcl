@@ -26,7 +26,7 @@ job "glasgow-elastic" {
     health_check      = "checks"
     min_healthy_time  = "10s"
     healthy_deadline  = "5m"
-    progress_deadline = "10m"
+    progress_deadline = "48h15m45s"
     auto_revert       = true
     auto_promote      = true
     canary            = 1
@@ -54,7 +54,7 @@ job "glasgow-elastic" {
       attempts = 2
       interval = "30m"
       delay    = "15s"
-      mode     = "fail"
+      mode     = "delay"
     }
 
     reschedule {
@@ -95,7 +95,7 @@ job "glasgow-elastic" {
       }
 
       kill_signal  = "SIGTERM"
-      kill_timeout = "30s"
+      kill_timeout = "48h10m45s"
       shutdown_delay = "5s"
 
       resources {
@@ -124,15 +124,15 @@ job "glasgow-elastic" {
         check {
           name     = "startd"
           type     = "script"
-          command  = "condor_config_val"
-          args     = ["-startd", "StartJobs"]
+          command  = "/bin/sh"
+          args     = ["/local/nomadwn/health.sh"]
           interval = "1m"
           timeout  = "1m"
 
           check_restart {
             limit           = 3
             grace           = "2m"
-            ignore_warnings = false
+            ignore_warnings = true
           }
         }
       }
@@ -165,9 +165,11 @@ USE_SHARED_PORT = True
 SHARED_PORT_PORT = 9621
 CCB_ADDRESS = $(COLLECTOR_HOST)
 
-# --- resources: the container's share, not the host's
+# --- resources: what Nomad reserved for this allocation, not the host's
 NUM_CPUS = 8
 MEMORY = 16384
+DISK = 20869120
+EXECUTE = $ENV(NOMAD_ALLOC_DIR)/condor/execute
 NUM_SLOTS = 1
 NUM_SLOTS_TYPE_1 = 1
 SLOT_TYPE_1 = 100%
@@ -176,21 +178,32 @@ SLOT_TYPE_1_PARTITIONABLE = True
 # --- unprivileged container: the container, not HTCondor, enforces limits
 BASE_CGROUP =
 DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
+use POLICY : HOLD_IF_MEMORY_EXCEEDED
+
+# --- health: a startd cron probe of CVMFS and the grid environment
+STARTD_CRON_JOBLIST = $(STARTD_CRON_JOBLIST) NOMADWNHEALTH
+STARTD_CRON_NOMADWNHEALTH_EXECUTABLE = $ENV(NOMAD_TASK_DIR)/nomadwn/probe.sh
+STARTD_CRON_NOMADWNHEALTH_MODE = Periodic
+STARTD_CRON_NOMADWNHEALTH_PERIOD = 60s
+STARTD_CRON_NOMADWNHEALTH_RECONFIG_RERUN = True
 
 # --- job policy
 StartJobs = True
-START = ($(StartJobs)) && (True)
-USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh
+START = ($(StartJobs)) && (MY.NomadwnHealthy =?= True) && (True)
+USER_JOB_WRAPPER = $ENV(NOMAD_TASK_DIR)/nomadwn/job-wrapper.sh
 
 # --- identity: match HTCondor slots to Nomad allocations
 NomadAllocId = "$ENV(NOMAD_ALLOC_ID)"
 NomadJobId = "$ENV(NOMAD_JOB_ID)"
 NomadwnSite = "glasgow"
 NomadwnFlavour = "elastic"
-STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
+STARTD_ATTRS = $(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
-# --- lifespan and shutdown
-MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25
+# --- lifespan and shutdown (nomadwn.model.ShutdownPlan explains every value)
+MAXJOBRETIREMENTTIME = 173400
+MachineMaxVacateTime = 600
+STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 173415
+MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 173430
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
 SEC_TOKEN_DIRECTORY = /secrets/condor/tokens.d
@@ -206,6 +219,11 @@ EOT
 # Rendered by nomadwn: the worker container's start-up.
 set -eu
 sh "$${0%/*}/forward-logs.sh" "$$" &  # HTCondor daemon logs to stdout, until this script ends
+# Job scratch in the allocation directory (the ephemeral disk Nomad reserved).
+execute="$${NOMAD_ALLOC_DIR:-/alloc}/condor/execute"
+mkdir -p "$execute"
+chown condor:condor "$execute" 2>/dev/null || true
+chmod 0755 "$execute"
 NOMADWN_START_TIME=$(date +%s)
 export NOMADWN_START_TIME
 condor_master -f &
@@ -225,6 +243,47 @@ if [ "$status" -eq 99 ]; then
   exit 0
 fi
 exit "$status"
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/probe.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: can this worker run a payload? (startd cron, ClassAd on stdout)
+limit() { if command -v timeout >/dev/null 2>&1; then timeout 30 "$@"; else "$@"; fi; }
+unfit() {
+  echo "NomadwnHealthy = false"
+  echo "NomadwnHealthReason = \"$1\""
+  exit 0
+}
+limit ls /cvmfs/grid.cern.ch/ >/dev/null 2>&1 || unfit "CVMFS repository grid.cern.ch is not readable"
+[ -r /cvmfs/grid.cern.ch/etc/profile.d/setup-cvmfs-ui.sh ] || unfit "the grid environment file is not readable"
+limit sh -c '. "$1"' sh /cvmfs/grid.cern.ch/etc/profile.d/setup-cvmfs-ui.sh >/dev/null 2>&1 || unfit "loading the grid environment failed"
+echo "NomadwnHealthy = true"
+echo "NomadwnHealthReason = \"ok\""
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/health.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: the worker's Consul/Nomad health check.
+if ! answer=$(condor_config_val -startd StartJobs 2>&1); then
+  echo "critical: the startd does not answer: $answer"
+  exit 2
+fi
+probe=$(sh "$${NOMAD_TASK_DIR:-/local}/nomadwn/probe.sh" 2>&1)
+case "$probe" in
+  *"NomadwnHealthy = true"*) ;;
+  *) echo "warning: the startd answers but the worker is unfit: $probe"; exit 1 ;;
+esac
+echo "passing: the startd answers (StartJobs = $answer) and the probe passes"
 EOT
       }
 
@@ -257,15 +316,17 @@ dropped=0
 forward() {
   [ -f "$2" ] || return 0
   key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
-  inode=$(ls -di "$2" | cut -d ' ' -f 1)
-  size=$(wc -c <"$2")
+  # The file may go between the test and the reads (HTCondor's rotation): skip it this time.
+  inode=$(ls -di "$2" 2>/dev/null | cut -d ' ' -f 1)
+  size=$(wc -c 2>/dev/null <"$2") || return 0
+  [ -n "$inode" ] || return 0
   old_inode=
   off=0
   if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
   # Renamed away (a new file) or truncated: follow the new one from its start.
   if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
   [ "$size" -gt "$off" ] || { echo "$inode $off" >"$state/$key"; return 0; }
-  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  tail -c "+$((off + 1))" "$2" 2>/dev/null | head -c "$((size - off))" >"$state/chunk"
   lines=$(wc -l <"$state/chunk")
   # Wait for a line's end, unless the unfinished line is already far too long.
   if [ "$lines" -eq 0 ]; then
@@ -330,11 +391,14 @@ EOT
 #!/bin/sh
 # Rendered by nomadwn: the grid environment comes from CVMFS, not the image.
 grid_env=/cvmfs/grid.cern.ch/etc/profile.d/setup-cvmfs-ui.sh
-if [ -r "$grid_env" ]; then
-  . "$grid_env"
-else
-  echo "nomadwn job wrapper: $grid_env is not readable; running without the grid environment" >&2
-fi
+refuse() {
+  why="nomadwn job wrapper: $1; the payload was not run on this worker"
+  echo "$why" >&2
+  if [ -n "$${_CONDOR_WRAPPER_ERROR_FILE:-}" ]; then echo "$why" >"$_CONDOR_WRAPPER_ERROR_FILE"; fi
+  exit 97
+}
+[ -r "$grid_env" ] || refuse "the grid environment $grid_env is not readable (is CVMFS working?)"
+. "$grid_env" || refuse "loading the grid environment $grid_env failed"
 exec "$@"
 EOT
       }
@@ -342,7 +406,7 @@ EOT
       template {
         destination = "secrets/condor/tokens.d/pool"
         perms       = "0600"
-        change_mode = "restart"
+        change_mode = "noop"
         data        = <<EOT
 {{ with nomadVar "nomad/jobs/glasgow-elastic" }}{{ .token }}{{ end }}
 EOT

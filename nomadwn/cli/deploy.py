@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from nomadwn.deploy import FlavourPlan
     from nomadwn.model import Site
-    from nomadwn.nomad import NomadAcl
+    from nomadwn.nomad import NomadAcl, NomadAPI
     from nomadwn.watch import Progress
 
 
@@ -161,6 +161,14 @@ def deploy(
             "(needs a management token); without it the command to do so is printed.",
         ),
     ] = False,
+    drain: Annotated[
+        bool,
+        typer.Option(
+            "--drain",
+            help="Before registering a change that replaces or stops workers, drain those workers and wait "
+            "until their payloads are done, so Nomad's stop finds them empty (see nomadwn drain).",
+        ),
+    ] = False,
     address: AddrOpt = None,
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
@@ -199,6 +207,8 @@ def deploy(
         _autoscaler_policies(site, acl, apply=apply_policies)
     for planned in plans:
         _print_plan(planned)
+        if drain and planned.plan.changed and planned.flavour in site.flavours:
+            _drain_replaced(site, planned, nomad)
         rollout = rollout_of(site, planned.flavour)
         if min_healthy_s is not None:
             rollout = dataclasses.replace(rollout, min_healthy_time=min_healthy_s)
@@ -217,6 +227,32 @@ def deploy(
         worst = max(worst, verdict.exit_code)
     if worst:
         raise typer.Exit(worst)
+
+
+def _drain_replaced(site: Site, planned: FlavourPlan, nomad: NomadAPI) -> None:
+    """Drain the workers ``planned`` will stop and wait until they are empty (exit 2 on timeout)."""
+    from nomadwn import drain as d
+    from nomadwn.cli.drain import condor_source
+
+    condor = condor_source(site, planned.flavour)
+    chosen = d.replaced(planned.plan, d.targets(site, planned.flavour, nomad, condor))
+    if not chosen:
+        return
+    result = d.drain(condor, chosen, reason="nomadwn deploy --drain")
+    if not result.ok:
+        for name, why in result.failed.items():
+            say(f"  {name or '(not in the pool yet)'}: {why}", style="red")
+        say(f"{planned.flavour}: not registered: some workers it replaces could not be drained", style="red")
+        raise typer.Exit(1)
+    say(f"{planned.flavour}: draining the {len(chosen)} worker(s) this change replaces before Nomad stops them")
+
+    def progress(p: d.Progress) -> None:
+        say(f"  {p.elapsed:5.0f}s: {p.payloads} payload(s) still running on {p.busy} of {p.total} worker(s)")
+
+    busy = d.wait_empty(site, condor, chosen, timeout=d.default_timeout(site, planned.flavour), on_progress=progress)
+    if busy:
+        say(f"{planned.flavour}: not registered: {len(busy)} worker(s) still run payloads", style="red")
+        raise typer.Exit(2)
 
 
 def _autoscaler_policies(site: Site, nomad: NomadAcl, *, apply: bool) -> None:
@@ -249,7 +285,7 @@ def _job_id(site_file: Path, flavour: str) -> str:
 
     site = load_site(site_file)
     select_flavours(site, [flavour])
-    return site.job_id(flavour)
+    return site.job_id(flavour) if flavour in site.flavours else site.autoscaler_job_id
 
 
 @handled
@@ -279,13 +315,21 @@ def rollback(
     namespace: NamespaceOpt = None,
     region: RegionOpt = None,
 ) -> None:
-    """Revert a flavour's job to its previous stable version."""
-    from nomadwn.deploy import previous_stable_version
+    """Revert a flavour's job to its previous stable version.
 
-    job_id = _job_id(site_file, flavour)
+    Stable versions come from deployments: service jobs, and system jobs from Nomad 2.0;
+    a system job on 1.10 reverts to its previous version.
+    """
+    from nomadwn.deploy import previous_stable_version, rollout_of, select_flavours
+    from nomadwn.sitefile import load_site
+
+    site = load_site(site_file)
+    select_flavours(site, [flavour])
+    job_id = site.job_id(flavour) if flavour in site.flavours else site.autoscaler_job_id
     nomad = nomad_client(address, namespace, region)
     current = nomad.job(job_id)
-    target = previous_stable_version(nomad, job_id, current.type if current else "service")
+    tracked = rollout_of(site, flavour).tracked
+    target = previous_stable_version(nomad, job_id, current.type if current else "service", deployments=tracked)
     if current is None or target is None:
         say(f"error: {job_id} has no earlier stable version to roll back to", style="red", stderr=True)
         raise typer.Exit(1)

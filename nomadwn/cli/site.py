@@ -38,8 +38,9 @@ def init(
 @handled
 def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
     """Check a site file; name every bad field and how to fix it (exit 1 if any)."""
-    from nomadwn.model import dispatched, privileges, site_notes
+    from nomadwn.model import dispatched, privileges, shutdown_plan, site_notes, site_warnings
     from nomadwn.sitefile import load_site
+    from nomadwn.units import duration_text
 
     try:
         site = load_site(site_file)
@@ -54,6 +55,7 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
             }
         )
         raise typer.Exit(1) from None
+    warnings = site_warnings(site)
     summary = [
         {
             "flavour": name,
@@ -63,6 +65,8 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
             "cvmfs": f.cvmfs.mode,
             "count": f.count if f.kind != "system" else None,
             "privileges": privileges(f),
+            "retirement": duration_text(shutdown_plan(site, name).retirement),
+            "kill_timeout": duration_text(shutdown_plan(site, name).kill_timeout),
         }
         for name, f in site.flavours.items()
     ]
@@ -76,6 +80,7 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
                 "nomad_version": site.nomad.version,
                 "flavours": summary,
                 "notes": [{"path": n.path, "message": n.message} for n in notes],
+                "warnings": [{"path": w.path, "message": w.message} for w in warnings],
             }
         )
         return
@@ -88,10 +93,17 @@ def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
         if dispatched(f):
             count = "parameterized, dispatched by the autoscaler"
         say(f"  {name}: {f.kind} job {site.job_id(name)} ({count}), image {f.image.reference}, CVMFS {f.cvmfs.mode}")
+        plan = shutdown_plan(site, name)
+        say(
+            f"    stop: no new payloads, running ones retire up to {duration_text(plan.retirement)}; "
+            f"Nomad kill_timeout {duration_text(plan.kill_timeout)}"
+        )
         for line in privileges(f):
             say(f"    PRIVILEGE: {line}", style="yellow")
     for note in notes:
         say(f"  note: {note.path}: {note.message}", style="yellow")
+    for warning in warnings:
+        say(f"warning: {warning.path}: {warning.message}", style="yellow", stderr=True)
 
 
 @handled

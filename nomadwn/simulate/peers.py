@@ -297,3 +297,6 @@ class SimNomad:
 
     def stop(self, job_id: str, *, purge: bool = False) -> str:
         raise self._unmodelled("job stop")
+
+    def stop_allocation(self, alloc_id: str) -> str:
+        raise self._unmodelled("allocation stop")

@@ -28,7 +28,7 @@ from nomadwn.autoscale.loop import Autoscaler
 from nomadwn.autoscale.strategy import Policy
 from nomadwn.errors import ConfigError, FieldProblem
 from nomadwn.metrics import AutoscalerMetrics
-from nomadwn.model import Site, shutdown_graceful_timeout
+from nomadwn.model import Site, shutdown_plan
 from nomadwn.simulate.peers import SimCondor, SimNomad
 from nomadwn.simulate.trace import Trace
 from nomadwn.simulate.world import AbortedRunError, Cluster, SimFlavour, World
@@ -171,7 +171,7 @@ def flavours_of(site: Site) -> dict[str, SimFlavour]:
             idle_shutdown=duration_seconds(life.idle_shutdown) if life.idle_shutdown is not None else None,
             retirement=duration_seconds(life.retirement) if life.retirement is not None else 0.0,
             check_interval=duration_seconds(life.check_interval),
-            stop_grace=duration_seconds(shutdown_graceful_timeout(f)),
+            stop_grace=duration_seconds(shutdown_plan(site, name).master_graceful_timeout),
             restart_delay=duration_seconds(f.restart.delay),
         )
     return out

@@ -57,7 +57,7 @@ def elastic_site(pool: CondorPool, port: int) -> Site:
         count=0,
         resources={"cores": 1, "memory": "512MiB"},
         cvmfs={"mode": "bind"},
-        lifespan={"check_interval": "5s", "kill_timeout": "20s"},
+        lifespan={"check_interval": "5s", "retirement": "20s"},
         scaling={"min": 0, "max": MAX_WORKERS},
         update=None,
         autoscale={

@@ -13,13 +13,17 @@ own master (``unshare`` + ``chroot`` + ``env -i``), with its own ``CONDOR_CONFIG
 
 The environment carries ``NOMAD_ALLOC_ID`` and ``NOMAD_JOB_ID`` as Nomad sets them.
 
+The environment also carries ``NOMAD_TASK_DIR`` and ``NOMAD_ALLOC_DIR`` (Nomad sets them
+to ``/local`` and ``/alloc`` in a docker task), pointing at the worker's own ``task/`` and
+``alloc/`` directories, where the rendered scripts (probe, health check, job wrapper,
+start.sh) are written as Nomad's templates would write them.
+
 Deliberate differences from a real container, all made in the *site data*, not by
 overriding the rendered file:
 
-* ``htcondor.grid_env: null``: otherwise the render sets
-  ``USER_JOB_WRAPPER = /local/nomadwn/job-wrapper.sh``, a file that exists only in the
-  container's task directory. No job runs here, but a worker must not point at a missing
-  wrapper.
+* ``htcondor.grid_env`` points at a stand-in CVMFS repository, ``/cvmfs/<name>.test`` in
+  the chroot (:class:`FakeCvmfs`), so the probe and the job wrapper check something real
+  that a test can break;
 * ``htcondor.collector`` is the test pool's collector and ``htcondor.port`` a free port
   (the rendered SHARED_PORT_PORT); resources are 2 cores and 1 GiB.
 * ``pool_auth`` is left as in the example: the render then sets SEC_TOKEN_DIRECTORY to
@@ -39,9 +43,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import textwrap
 import threading
 import time
 import uuid
@@ -53,8 +59,17 @@ from typing import IO, Any, Final
 import pytest
 import yaml
 
-from nomadwn.autopilot import LOG_FORWARDER, condor_config, log_forwarder, start_script
-from nomadwn.model import Site
+from nomadwn.autopilot import (
+    LOG_FORWARDER,
+    WRAPPER_REFUSED,
+    condor_config,
+    health_script,
+    job_wrapper,
+    log_forwarder,
+    probe_script,
+    start_script,
+)
+from nomadwn.model import Site, shutdown_plan
 from nomadwn.render import build_job
 from nomadwn.sitefile import parse_site
 from tests.peers import REPO_ROOT, CondorPool, base_config
@@ -101,28 +116,112 @@ def _pids_with_env(marker: bytes) -> list[int]:
     return pids
 
 
+@dataclass
+class FakeCvmfs:
+    """A stand-in CVMFS repository in the chroot, ``/cvmfs/<name>``, holding a grid environment script.
+
+    :meth:`break_` makes it unreadable the way a lost mount does (the directory is gone);
+    :meth:`repair` puts it back.
+    """
+
+    pool: CondorPool
+    name: str = field(default_factory=lambda: f"grid-{uuid.uuid4().hex[:8]}.test")
+
+    @property
+    def grid_env(self) -> str:
+        return f"/cvmfs/{self.name}/etc/profile.d/setup-cvmfs-ui.sh"
+
+    @property
+    def host_dir(self) -> Path:
+        return self.pool.host_path(f"/cvmfs/{self.name}")
+
+    def create(self) -> FakeCvmfs:
+        script = self.pool.host_path(self.grid_env)
+        script.parent.mkdir(parents=True, exist_ok=True)
+        for d in (self.host_dir.parent, self.host_dir, *self.host_dir.rglob("*")):
+            if d.is_dir():
+                d.chmod(0o755)
+        script.write_text("NOMADWN_GRID_ENV=loaded\nexport NOMADWN_GRID_ENV\n", encoding="utf-8")
+        script.chmod(0o644)
+        return self
+
+    def break_(self) -> None:
+        self.host_dir.rename(self.host_dir.with_name(self.name + ".broken"))
+
+    def repair(self) -> None:
+        broken = self.host_dir.with_name(self.name + ".broken")
+        if broken.exists():
+            broken.rename(self.host_dir)
+
+    def remove(self) -> None:
+        self.repair()
+        shutil.rmtree(self.host_dir, ignore_errors=True)
+
+
 def site_for(
     pool: CondorPool,
     *,
     lifespan: dict[str, str],
     extra_config: dict[str, str] | None = None,
+    cvmfs: FakeCvmfs | None = None,
+    flavour_name: str = FLAVOUR,
+    max_kill_timeout: str | None = None,
+    health_interval: str = "2s",
+    overrides: dict[str, Any] | None = None,
 ) -> Site:
-    """The example site, pointed at ``pool``, with a small ephemeral flavour."""
+    """The example site, pointed at ``pool``, with a small flavour ``flavour_name``.
+
+    ``cvmfs``: the grid environment comes from that stand-in repository (else none, and
+    no job wrapper). Every other setting is the example's, so the shutdown knobs are
+    derived by the same code from the (short, scaled) ``lifespan`` given here.
+    """
+    return parse_site(
+        site_data(
+            pool,
+            lifespan=lifespan,
+            extra_config=extra_config,
+            cvmfs=cvmfs,
+            flavour_name=flavour_name,
+            max_kill_timeout=max_kill_timeout,
+            health_interval=health_interval,
+            overrides=overrides,
+        ),
+        source="test site",
+    )
+
+
+def site_data(
+    pool: CondorPool,
+    *,
+    lifespan: dict[str, str],
+    extra_config: dict[str, str] | None = None,
+    cvmfs: FakeCvmfs | None = None,
+    flavour_name: str = FLAVOUR,
+    max_kill_timeout: str | None = None,
+    health_interval: str = "2s",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The site file data behind :func:`site_for` (to write it out for the CLI)."""
     data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     htcondor = data["defaults"]["htcondor"]
     htcondor["collector"] = [pool.collector]
     htcondor["port"] = _free_port()
-    # No USER_JOB_WRAPPER: /local/nomadwn/job-wrapper.sh exists only inside the container.
-    htcondor["grid_env"] = None
+    htcondor["grid_env"] = cvmfs.grid_env if cvmfs is not None else None
+    data["defaults"]["health"]["interval"] = health_interval
+    if max_kill_timeout is not None:
+        data["nomad"]["max_kill_timeout"] = max_kill_timeout
+    if "retirement" in lifespan:  # every flavour of the site, as the example sets it in defaults
+        data["defaults"]["lifespan"]["retirement"] = lifespan["retirement"]
     if extra_config:
         htcondor["extra_config"] = extra_config
-    flavour = data["flavours"][FLAVOUR]
+    flavour = data["flavours"][flavour_name]
     flavour["resources"] = {"cores": 2, "memory": "1GiB"}
     # The rendered start.sh runs as the worker's main process; no FUSE mounts in the chroot.
     flavour["cvmfs"] = {"mode": "bind"}
     # As fast as the pool's own cycles (the base's UPDATE_INTERVAL is overridden by the render).
     flavour["lifespan"] = {"check_interval": "5s", **lifespan}
-    return parse_site(data, source="test site")
+    flavour.update(overrides or {})
+    return data
 
 
 @dataclass
@@ -138,6 +237,7 @@ class Worker:
     config_in_chroot: PurePosixPath
     base_lines: int
     start_in_chroot: PurePosixPath
+    flavour: str = FLAVOUR
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     ended: float | None = None
@@ -272,6 +372,19 @@ def make_worker(
         (local / sub).mkdir(mode=0o755)
         os.chown(local / sub, uid, gid)
     (local / "cred_dir").chmod(0o700)
+    # Nomad's task and allocation directories (/local and /alloc in a docker task).
+    f = site.flavours[flavour]
+    scripts = host_dir / "task" / "nomadwn"
+    scripts.mkdir(parents=True)
+    (host_dir / "alloc").mkdir()
+    for d in (host_dir / "task", scripts, host_dir / "alloc"):
+        d.chmod(0o755)
+    files = {"probe.sh": probe_script(f), "health.sh": health_script(f)}
+    if f.htcondor.grid_env:
+        files["job-wrapper.sh"] = job_wrapper(f)
+    for file_name, text in files.items():
+        (scripts / file_name).write_text(text, encoding="utf-8")
+        (scripts / file_name).chmod(0o755)
     rendered = condor_config(site, flavour)
     base = (
         "# Test harness: the image's own configuration for one extra worker of a throw-away pool.\n"
@@ -288,6 +401,8 @@ def make_worker(
         "CONDOR_CONFIG": str(inner_dir / "condor_config"),
         "NOMAD_ALLOC_ID": alloc_id,
         "NOMAD_JOB_ID": job_id,
+        "NOMAD_TASK_DIR": str(inner_dir / "task"),
+        "NOMAD_ALLOC_DIR": str(inner_dir / "alloc"),
         "NOMADWN_TEST_WORKER": alloc_id,  # finds every daemon of this worker at teardown
         **(extra_env or {}),
     }
@@ -301,6 +416,7 @@ def make_worker(
         config_in_chroot=inner_dir / "condor_config",
         base_lines=len(base.splitlines()),
         start_in_chroot=inner_dir / "start.sh",
+        flavour=flavour,
     )
 
 
@@ -329,11 +445,17 @@ def _fold_bool(value: str) -> str:
     return value.lower() if value.lower() in ("true", "false") else value
 
 
-def health_argv(site: Site) -> list[str]:
+def health_argv(site: Site, flavour: str = FLAVOUR) -> list[str]:
     """The Nomad script check of the rendered job, as Nomad runs it inside the task."""
-    check = build_job(site, FLAVOUR).TaskGroups[0].Tasks[0].Services[0].Checks[0]
+    check = build_job(site, flavour).TaskGroups[0].Tasks[0].Services[0].Checks[0]
     assert check.Command is not None and check.Args is not None
     return [check.Command, *check.Args]
+
+
+def in_task(worker: Worker, argv: list[str]) -> list[str]:
+    """``argv`` with the container's ``/local`` mapped to the worker's task directory."""
+    task = str(worker.config_in_chroot.parent / "task")
+    return [a.replace("/local/", task + "/", 1) if a.startswith("/local/") else a for a in argv]
 
 
 # ---------------------------------------------------------------------------
@@ -400,11 +522,11 @@ def test_worker_joins_pool_advertising_nomad_identity_and_size(pool: CondorPool,
 @pytest.mark.integration
 def test_health_check_passes_against_live_worker(worker: Worker) -> None:
     argv = health_argv(worker.site)
-    assert argv == ["condor_config_val", "-startd", "StartJobs"]
-    result = worker.run(argv)
+    assert argv == ["/bin/sh", "/local/nomadwn/health.sh"]
+    result = worker.run(in_task(worker, argv))
     assert result.returncode == 0, result
     # The render defines the Glasgow image's drain switch, so the check reports it.
-    assert result.stdout.strip() == "True", result
+    assert "passing: the startd answers (StartJobs = True)" in result.stdout, result
 
 
 @pytest.mark.integration
@@ -419,10 +541,10 @@ def test_drained_worker_stays_healthy_but_starts_no_jobs(pool: CondorPool) -> No
     w = make_worker(pool, site)
     with running(w):
         w.wait_joined()
-        result = w.run(health_argv(site))
+        result = w.run(in_task(w, health_argv(site)))
         start = pool.run(["condor_status", "-af", "Start", "-constraint", f'NomadAllocId == "{w.alloc_id}"'])
     assert result.returncode == 0, result
-    assert result.stdout.strip() == "False", result
+    assert "StartJobs = False" in result.stdout, result
     assert start.stdout.split() == ["false"], start
 
 
@@ -448,8 +570,8 @@ def test_idle_shutdown_ends_worker(lifespan_workers: LifespanWorkers) -> None:
         time.sleep(0.5)
     assert w.slot_ads() == []
     # ...and the health check now fails, as Nomad would see it if the task were still up.
-    check = w.run(health_argv(w.site))
-    assert check.returncode != 0, check
+    check = w.run(in_task(w, health_argv(w.site)))
+    assert check.returncode == 2, check  # critical: check_restart acts on it
 
 
 @pytest.mark.integration
@@ -481,7 +603,7 @@ def test_nomad_stop_signal_reaches_the_master_through_start_script(pool: CondorP
         w.wait_joined()
         assert w.proc is not None
         os.kill(w.proc.pid, signal.SIGTERM)  # the script only, as Docker would; not the process group
-        kill_timeout = site.flavours[FLAVOUR].lifespan.kill_timeout.total_seconds()
+        kill_timeout = shutdown_plan(site, FLAVOUR).kill_timeout.total_seconds()
         code = w.wait_exit(time.monotonic() + kill_timeout)
         assert code == 0, f"exit {code} within kill_timeout ({kill_timeout:.0f}s):\n{w.diagnostics()}"
         assert "Got SIGTERM" in w.log("MasterLog") or "shutdown" in w.log("MasterLog").lower(), w.diagnostics()
@@ -558,5 +680,250 @@ def test_rendered_config_parses_and_is_in_effect(pool: CondorPool, worker: Worke
     assert alloc == f'"{worker.alloc_id}"'
     assert job == f'"{JOB_ID}"'
     assert ccb == pool.collector
-    assert attrs.split() == ["NomadAllocId", "NomadJobId", "NomadwnSite", "NomadwnFlavour"]
+    assert attrs.split() == ["StartJobs", "NomadAllocId", "NomadJobId", "NomadwnSite", "NomadwnFlavour"]
     assert port == str(worker.site.flavours[FLAVOUR].htcondor.port)
+
+
+# ---------------------------------------------------------------------------
+# e. payload safety: a real payload runs while the worker is stopped, drained, made unfit
+#
+# Durations are scaled down (seconds, not hours), but every HTCondor and Nomad knob is
+# derived from lifespan.retirement by the same code as in production (ShutdownPlan).
+# A payload's fate is read from HTCondor itself: the schedd's job history and the
+# job's event log.
+
+RETIREMENT: Final = "40s"
+PAYLOAD_SECONDS: Final = 15
+
+
+@dataclass(frozen=True)
+class Fate:
+    """What happened to one payload, from condor_history and its event log."""
+
+    status: int | None
+    exit_code: int | None
+    starts: int | None
+    executions: int
+    evictions: int
+    holds: int
+    hold_reason: str
+
+    @property
+    def completed_untouched(self) -> bool:
+        return (self.status, self.exit_code, self.starts, self.executions, self.evictions, self.holds) == (
+            4,
+            0,
+            1,
+            1,
+            0,
+            0,
+        )
+
+
+class Payloads:
+    """Submit payloads pinned to one worker and read their fate from HTCondor."""
+
+    def __init__(self, pool: CondorPool) -> None:
+        self.pool = pool
+        assert pool.pool_dir is not None and pool.pool_dir_in_chroot is not None
+        self.dir = pool.pool_dir / f"payloads-{uuid.uuid4().hex[:6]}"
+        self.inner = pool.pool_dir_in_chroot / self.dir.name
+        self.dir.mkdir()
+        uid, gid = self._user_ids()
+        os.chown(self.dir, uid, gid)
+        script = self.dir / "payload.sh"
+        # Fails (exit 3) if the job wrapper did not load the grid environment.
+        script.write_text('#!/bin/sh\n[ "$NOMADWN_GRID_ENV" = loaded ] || exit 3\nsleep "$1"\n', encoding="utf-8")
+        script.chmod(0o755)
+
+    def _user_ids(self) -> tuple[int, int]:
+        for line in self.pool.host_path("/etc/passwd").read_text().splitlines():
+            f = line.split(":")
+            if f[0] == self.pool.user:
+                return int(f[2]), int(f[3])
+        raise RuntimeError(f"no user {self.pool.user} in the chroot")
+
+    def submit(self, worker: Worker, seconds: int = PAYLOAD_SECONDS, tag: str = "p") -> int:
+        sub = self.dir / f"{tag}.sub"
+        sub.write_text(
+            textwrap.dedent(
+                f"""\
+                universe = vanilla
+                executable = {self.inner}/payload.sh
+                arguments = {seconds}
+                request_cpus = 1
+                request_memory = 64
+                request_disk = 1024
+                requirements = (TARGET.NomadAllocId == "{worker.alloc_id}")
+                should_transfer_files = NO
+                log = {self.inner}/{tag}.log
+                output = {self.inner}/{tag}.out
+                error = {self.inner}/{tag}.err
+                initialdir = {self.inner}
+                queue
+                """
+            ),
+            encoding="utf-8",
+        )
+        result = self.pool.run(["condor_submit", "-terse", str(self.inner / f"{tag}.sub")])
+        assert result.returncode == 0, result
+        return int(result.stdout.split(".")[0])
+
+    def status(self, cluster: int) -> int | None:
+        result = self.pool.run(["condor_q", "-allusers", str(cluster), "-af", "JobStatus"], timeout=15)
+        text = result.stdout.strip()
+        return int(text) if text else None
+
+    def wait_running(self, cluster: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.status(cluster) != 2:
+            assert time.monotonic() < deadline, f"payload {cluster} did not start within {timeout:.0f}s"
+            time.sleep(0.5)
+
+    def wait_gone(self, cluster: int, timeout: float) -> None:
+        """Wait until the job has left the queue (completed) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self.status(cluster) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def fate(self, cluster: int, tag: str = "p") -> Fate:
+        attrs = ["JobStatus", "ExitCode", "NumJobStarts", "HoldReason"]
+        result = self.pool.run(["condor_history", str(cluster), "-limit", "1", "-json", "-attributes", ",".join(attrs)])
+        ads = json.loads(result.stdout) if result.stdout.strip() else []
+        if not ads:  # still in the queue
+            q = self.pool.run(["condor_q", "-allusers", str(cluster), "-json", "-attributes", ",".join(attrs)])
+            ads = json.loads(q.stdout) if q.stdout.strip() else [{}]
+        ad = ads[0]
+        log = (self.dir / f"{tag}.log").read_text(errors="replace") if (self.dir / f"{tag}.log").exists() else ""
+        events = [line.split(" ", 1)[0] for line in log.splitlines() if re.match(r"^\d{3} \(", line)]
+        return Fate(
+            status=ad.get("JobStatus"),
+            exit_code=ad.get("ExitCode"),
+            starts=ad.get("NumJobStarts"),
+            executions=events.count("001"),
+            evictions=events.count("004"),
+            holds=events.count("012"),
+            hold_reason=str(ad.get("HoldReason") or ""),
+        )
+
+
+def nomad_stop(worker: Worker, site: Site) -> tuple[int | None, bool]:
+    """Stop the worker as Nomad's docker driver does: kill_signal to PID 1, then SIGKILL.
+
+    Nomad (client/allocrunner/taskrunner/task_runner.go, ``killTask``) asks the driver to
+    stop the task with the task's ``kill_signal`` and a timeout of ``kill_timeout``, which
+    the client caps at its ``max_kill_timeout`` (client/config ``MaxKillTimeout``); the
+    docker driver (drivers/docker/driver.go ``StopTask`` -> handle ``Kill``) signals the
+    container's main process, waits, and then stops the container with SIGKILL. Returns
+    the worker's exit code and whether SIGKILL was needed.
+    """
+    assert worker.proc is not None
+    job = build_job(site, worker.flavour)
+    task = job.TaskGroups[0].Tasks[0]
+    timeout = min(task.KillTimeout / 1e9, site.nomad.max_kill_timeout.total_seconds())
+    os.kill(worker.proc.pid, getattr(signal, task.KillSignal))
+    code = worker.wait_exit(time.monotonic() + timeout)
+    if code is not None:
+        return code, False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.proc.pid, signal.SIGKILL)
+    for pid in _pids_with_env(worker.marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return worker.wait_exit(time.monotonic() + 10), True
+
+
+@pytest.fixture
+def cvmfs(pool: CondorPool) -> Iterator[FakeCvmfs]:
+    repo = FakeCvmfs(pool).create()
+    yield repo
+    repo.remove()
+
+
+def _safety_site(pool: CondorPool, cvmfs: FakeCvmfs, flavour: str = "elastic") -> Site:
+    # The example's elastic flavour with a scaled retirement; max_kill_timeout as a site
+    # must set it on its clients for that retirement (validate refuses less).
+    return site_for(
+        pool,
+        lifespan={"retirement": RETIREMENT},
+        cvmfs=cvmfs,
+        flavour_name=flavour,
+        max_kill_timeout="5m",
+    )
+
+
+@pytest.mark.integration
+def test_nomad_stop_lets_the_running_payload_finish_and_takes_no_new_one(pool: CondorPool, cvmfs: FakeCvmfs) -> None:
+    site = _safety_site(pool, cvmfs)
+    plan = shutdown_plan(site, "elastic")
+    assert plan.covered
+    w = make_worker(pool, site, flavour="elastic", job_id="glasgow-elastic")
+    payloads = Payloads(pool)
+    with running(w):
+        w.wait_joined()
+        first = payloads.submit(w, tag="first")
+        payloads.wait_running(first)
+        time.sleep(2)
+        stopped_at = time.monotonic()
+        # A second payload queued just as Nomad stops the worker must not start on it.
+        second = payloads.submit(w, seconds=1, tag="second")
+        code, killed = nomad_stop(w, site)
+        took = time.monotonic() - stopped_at
+    fate = payloads.fate(first, "first")
+    assert not killed, f"Nomad had to SIGKILL the worker after {took:.0f}s:\n{w.diagnostics()}"
+    assert code == 0, w.diagnostics()
+    assert fate.completed_untouched, (fate, w.diagnostics())
+    assert payloads.fate(second, "second").executions == 0
+    pool.run(["condor_rm", str(second)])
+
+
+@pytest.mark.integration
+def test_unfit_worker_takes_no_payload_and_leaves_the_running_one_alone(pool: CondorPool, cvmfs: FakeCvmfs) -> None:
+    site = _safety_site(pool, cvmfs)
+    w = make_worker(pool, site, flavour="elastic", job_id="glasgow-elastic")
+    payloads = Payloads(pool)
+    with running(w):
+        w.wait_joined()
+        first = payloads.submit(w, tag="first")
+        payloads.wait_running(first)
+        cvmfs.break_()
+        # The probe (every health.interval, 2 s here) advertises the worker unfit...
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ads = [a for a in w.slot_ads() if a.get("PartitionableSlot")]
+            if ads and ads[0].get("NomadwnHealthy") is False:
+                break
+            time.sleep(1)
+        assert ads and ads[0].get("NomadwnHealthy") is False, ads
+        assert "not readable" in str(ads[0].get("NomadwnHealthReason")), ads
+        # ...the health check says warning (1), not critical: check_restart leaves it alone...
+        check = w.run(in_task(w, health_argv(site, "elastic")))
+        assert check.returncode == 1, check
+        # ...and no new payload starts on it, while the running one finishes untouched.
+        second = payloads.submit(w, seconds=1, tag="second")
+        payloads.wait_gone(first, timeout=60)
+        time.sleep(5)  # a negotiation cycle or two for the second payload
+        assert payloads.fate(second, "second").executions == 0
+        cvmfs.repair()
+        payloads.wait_gone(second, timeout=60)  # fit again: the second payload runs
+    assert payloads.fate(first, "first").completed_untouched, (payloads.fate(first, "first"), w.diagnostics())
+    assert payloads.fate(second, "second").completed_untouched
+
+
+@pytest.mark.integration
+def test_job_wrapper_refuses_a_payload_without_the_grid_environment(pool: CondorPool, cvmfs: FakeCvmfs) -> None:
+    """The last line of defence: a payload that reaches an unfit worker is not run, and says why."""
+    site = _safety_site(pool, cvmfs)
+    # The probe is made to pass regardless, so that START lets the payload in.
+    w = make_worker(pool, site, flavour="elastic", job_id="glasgow-elastic")
+    (w.host_dir / "task" / "nomadwn" / "probe.sh").write_text('#!/bin/sh\necho "NomadwnHealthy = true"\n')
+    payloads = Payloads(pool)
+    with running(w):
+        w.wait_joined()
+        cvmfs.break_()
+        cluster = payloads.submit(w, seconds=1)
+        payloads.wait_gone(cluster, timeout=60)
+    fate = payloads.fate(cluster)
+    stderr = (payloads.dir / "p.err").read_text(errors="replace")
+    assert (fate.status, fate.exit_code) == (4, WRAPPER_REFUSED), (fate, w.diagnostics())
+    assert "the grid environment" in stderr and "the payload was not run on this worker" in stderr, stderr

@@ -33,7 +33,7 @@ job "custom-static-job" {
       attempts = 2
       interval = "30m"
       delay    = "15s"
-      mode     = "fail"
+      mode     = "delay"
     }
 
     ephemeral_disk {
@@ -64,7 +64,7 @@ job "custom-static-job" {
       }
 
       kill_signal  = "SIGTERM"
-      kill_timeout = "30s"
+      kill_timeout = "56s"
       shutdown_delay = "5s"
 
       resources {
@@ -94,15 +94,15 @@ job "custom-static-job" {
         check {
           name     = "startd"
           type     = "script"
-          command  = "condor_config_val"
-          args     = ["-startd", "StartJobs"]
+          command  = "/bin/sh"
+          args     = ["/local/nomadwn/health.sh"]
           interval = "1m"
           timeout  = "1m"
 
           check_restart {
             limit           = 3
             grace           = "2m"
-            ignore_warnings = false
+            ignore_warnings = true
           }
         }
       }
@@ -120,29 +120,42 @@ COLLECTOR_HOST = cm1.example
 DAEMON_LIST = MASTER, STARTD
 USE_SHARED_PORT = True
 SHARED_PORT_PORT = 9621
+TCP_FORWARDING_HOST = $ENV(NOMAD_HOST_IP_condor)
 
-# --- resources: the container's share, not the host's
+# --- resources: what Nomad reserved for this allocation, not the host's
 NUM_CPUS = 2
 MEMORY = 2048
-DISK = 104857600
+DISK = 262144
+EXECUTE = $ENV(NOMAD_ALLOC_DIR)/condor/execute
 
 # --- unprivileged container: the container, not HTCondor, enforces limits
 BASE_CGROUP =
 DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
+use POLICY : HOLD_IF_MEMORY_EXCEEDED
+
+# --- health: a startd cron probe of CVMFS and the grid environment
+STARTD_CRON_JOBLIST = $(STARTD_CRON_JOBLIST) NOMADWNHEALTH
+STARTD_CRON_NOMADWNHEALTH_EXECUTABLE = $ENV(NOMAD_TASK_DIR)/nomadwn/probe.sh
+STARTD_CRON_NOMADWNHEALTH_MODE = Periodic
+STARTD_CRON_NOMADWNHEALTH_PERIOD = 60s
+STARTD_CRON_NOMADWNHEALTH_RECONFIG_RERUN = True
 
 # --- job policy
 StartJobs = True
-START = ($(StartJobs)) && (TARGET.RequestCpus <= 4 && Owner =!= "bad\user") && (TARGET.AcctGroup =?= "group_atlas.prod")
+START = ($(StartJobs)) && (MY.NomadwnHealthy =?= True) && (TARGET.RequestCpus <= 4 && Owner =!= "bad\user") && (TARGET.AcctGroup =?= "group_atlas.prod")
 
 # --- identity: match HTCondor slots to Nomad allocations
 NomadAllocId = "$ENV(NOMAD_ALLOC_ID)"
 NomadJobId = "$ENV(NOMAD_JOB_ID)"
 NomadwnSite = "kitchen"
 NomadwnFlavour = "static"
-STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
+STARTD_ATTRS = $(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
-# --- lifespan and shutdown
-MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 25
+# --- lifespan and shutdown (nomadwn.model.ShutdownPlan explains every value)
+MAXJOBRETIREMENTTIME = 11
+MachineMaxVacateTime = 1
+STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 26
+MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 41
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
 SEC_TOKEN_DIRECTORY = /secrets/condor/tokens.d
@@ -161,6 +174,11 @@ EOT
 # Rendered by nomadwn: the worker container's start-up.
 set -eu
 sh "$${0%/*}/forward-logs.sh" "$$" &  # HTCondor daemon logs to stdout, until this script ends
+# Job scratch in the allocation directory (the ephemeral disk Nomad reserved).
+execute="$${NOMAD_ALLOC_DIR:-/alloc}/condor/execute"
+mkdir -p "$execute"
+chown condor:condor "$execute" 2>/dev/null || true
+chmod 0755 "$execute"
 NOMADWN_START_TIME=$(date +%s)
 export NOMADWN_START_TIME
 condor_master -f &
@@ -180,6 +198,44 @@ if [ "$status" -eq 99 ]; then
   exit 0
 fi
 exit "$status"
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/probe.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: can this worker run a payload? (startd cron, ClassAd on stdout)
+limit() { if command -v timeout >/dev/null 2>&1; then timeout 30 "$@"; else "$@"; fi; }
+unfit() {
+  echo "NomadwnHealthy = false"
+  echo "NomadwnHealthReason = \"$1\""
+  exit 0
+}
+echo "NomadwnHealthy = true"
+echo "NomadwnHealthReason = \"ok\""
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/health.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: the worker's Consul/Nomad health check.
+if ! answer=$(condor_config_val -startd StartJobs 2>&1); then
+  echo "critical: the startd does not answer: $answer"
+  exit 2
+fi
+probe=$(sh "$${NOMAD_TASK_DIR:-/local}/nomadwn/probe.sh" 2>&1)
+case "$probe" in
+  *"NomadwnHealthy = true"*) ;;
+  *) echo "warning: the startd answers but the worker is unfit: $probe"; exit 1 ;;
+esac
+echo "passing: the startd answers (StartJobs = $answer) and the probe passes"
 EOT
       }
 
@@ -212,15 +268,17 @@ dropped=0
 forward() {
   [ -f "$2" ] || return 0
   key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
-  inode=$(ls -di "$2" | cut -d ' ' -f 1)
-  size=$(wc -c <"$2")
+  # The file may go between the test and the reads (HTCondor's rotation): skip it this time.
+  inode=$(ls -di "$2" 2>/dev/null | cut -d ' ' -f 1)
+  size=$(wc -c 2>/dev/null <"$2") || return 0
+  [ -n "$inode" ] || return 0
   old_inode=
   off=0
   if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
   # Renamed away (a new file) or truncated: follow the new one from its start.
   if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
   [ "$size" -gt "$off" ] || { echo "$inode $off" >"$state/$key"; return 0; }
-  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  tail -c "+$((off + 1))" "$2" 2>/dev/null | head -c "$((size - off))" >"$state/chunk"
   lines=$(wc -l <"$state/chunk")
   # Wait for a line's end, unless the unfinished line is already far too long.
   if [ "$lines" -eq 0 ]; then
@@ -280,7 +338,7 @@ EOT
       template {
         destination = "secrets/condor/tokens.d/pool"
         perms       = "0600"
-        change_mode = "restart"
+        change_mode = "noop"
         data        = <<EOT
 {{ with nomadVar "nomad/jobs/custom-static-job/worker" }}{{ .token }}{{ end }}
 EOT

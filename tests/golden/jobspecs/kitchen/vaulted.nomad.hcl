@@ -141,7 +141,7 @@ job "kitchen-vaulted" {
 
       vault {
         role        = "condor-workers"
-        change_mode = "restart"
+        change_mode = "noop"
       }
 
       identity {
@@ -198,8 +198,11 @@ USE_SHARED_PORT = True
 SHARED_PORT_PORT = 9621
 CCB_ADDRESS = ccb.example:9618
 
-# --- resources: the container's share, not the host's
-MEMORY = 6144
+# --- resources: what Nomad reserved for this allocation, not the host's
+NUM_CPUS = 4
+MEMORY = 4096
+DISK = 462848
+EXECUTE = $ENV(NOMAD_ALLOC_DIR)/condor/execute
 NUM_SLOTS = 1
 NUM_SLOTS_TYPE_1 = 1
 SLOT_TYPE_1 = 100%
@@ -208,26 +211,35 @@ SLOT_TYPE_1_PARTITIONABLE = True
 # --- unprivileged container: the container, not HTCondor, enforces limits
 BASE_CGROUP =
 DISCARD_SESSION_KEYRING_ON_STARTUP = FALSE
+use POLICY : HOLD_IF_MEMORY_EXCEEDED
+
+# --- health: a startd cron probe of CVMFS and the grid environment
+STARTD_CRON_JOBLIST = $(STARTD_CRON_JOBLIST) NOMADWNHEALTH
+STARTD_CRON_NOMADWNHEALTH_EXECUTABLE = $ENV(NOMAD_TASK_DIR)/nomadwn/probe.sh
+STARTD_CRON_NOMADWNHEALTH_MODE = Periodic
+STARTD_CRON_NOMADWNHEALTH_PERIOD = 30s
+STARTD_CRON_NOMADWNHEALTH_RECONFIG_RERUN = True
 
 # --- job policy
 StartJobs = True
-START = ($(StartJobs)) && (TARGET.RequestCpus <= 4 && Owner =!= "bad\user") && (TARGET.AcctGroup =?= "group_atlas.prod")
+START = ($(StartJobs)) && (MY.NomadwnHealthy =?= True) && (TARGET.RequestCpus <= 4 && Owner =!= "bad\user") && (TARGET.AcctGroup =?= "group_atlas.prod")
 
 # --- identity: match HTCondor slots to Nomad allocations
 NomadAllocId = "$ENV(NOMAD_ALLOC_ID)"
 NomadJobId = "$ENV(NOMAD_JOB_ID)"
 NomadwnSite = "kitchen"
 NomadwnFlavour = "vaulted"
-STARTD_ATTRS = $(STARTD_ATTRS) NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
+STARTD_ATTRS = $(STARTD_ATTRS) StartJobs NomadAllocId NomadJobId NomadwnSite NomadwnFlavour
 
-# --- lifespan and shutdown
+# --- lifespan and shutdown (nomadwn.model.ShutdownPlan explains every value)
 UPDATE_INTERVAL = 60
 MASTER_UPDATE_INTERVAL = 60
-MAXJOBRETIREMENTTIME = 3600
-STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 3900
+MAXJOBRETIREMENTTIME = 3960
+MachineMaxVacateTime = 360
+STARTD.SHUTDOWN_GRACEFUL_TIMEOUT = 3975
+MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 35
 STARTD_NOCLAIM_SHUTDOWN = 1800
 MASTER.DAEMON_SHUTDOWN = STARTD_StartTime =?= 0
-MASTER.SHUTDOWN_GRACEFUL_TIMEOUT = 45
 
 # --- pool authentication (the secret itself is rendered by Nomad into /secrets)
 SEC_PASSWORD_FILE = /secrets/condor/pool_password
@@ -246,6 +258,11 @@ EOT
 # Rendered by nomadwn: the worker container's start-up.
 set -eu
 sh "$${0%/*}/forward-logs.sh" "$$" &  # HTCondor daemon logs to stdout, until this script ends
+# Job scratch in the allocation directory (the ephemeral disk Nomad reserved).
+execute="$${NOMAD_ALLOC_DIR:-/alloc}/condor/execute"
+mkdir -p "$execute"
+chown condor:condor "$execute" 2>/dev/null || true
+chmod 0755 "$execute"
 NOMADWN_START_TIME=$(date +%s)
 export NOMADWN_START_TIME
 condor_master -f &
@@ -265,6 +282,44 @@ if [ "$status" -eq 99 ]; then
   exit 0
 fi
 exit "$status"
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/probe.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: can this worker run a payload? (startd cron, ClassAd on stdout)
+limit() { if command -v timeout >/dev/null 2>&1; then timeout 30 "$@"; else "$@"; fi; }
+unfit() {
+  echo "NomadwnHealthy = false"
+  echo "NomadwnHealthReason = \"$1\""
+  exit 0
+}
+echo "NomadwnHealthy = true"
+echo "NomadwnHealthReason = \"ok\""
+EOT
+      }
+
+      template {
+        destination = "local/nomadwn/health.sh"
+        perms       = "0755"
+        change_mode = "restart"
+        data        = <<EOT
+#!/bin/sh
+# Rendered by nomadwn: the worker's Consul/Nomad health check.
+if ! answer=$(condor_config_val -startd StartJobs 2>&1); then
+  echo "critical: the startd does not answer: $answer"
+  exit 2
+fi
+probe=$(sh "$${NOMAD_TASK_DIR:-/local}/nomadwn/probe.sh" 2>&1)
+case "$probe" in
+  *"NomadwnHealthy = true"*) ;;
+  *) echo "warning: the startd answers but the worker is unfit: $probe"; exit 1 ;;
+esac
+echo "passing: the startd answers (StartJobs = $answer) and the probe passes"
 EOT
       }
 
@@ -297,15 +352,17 @@ dropped=0
 forward() {
   [ -f "$2" ] || return 0
   key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
-  inode=$(ls -di "$2" | cut -d ' ' -f 1)
-  size=$(wc -c <"$2")
+  # The file may go between the test and the reads (HTCondor's rotation): skip it this time.
+  inode=$(ls -di "$2" 2>/dev/null | cut -d ' ' -f 1)
+  size=$(wc -c 2>/dev/null <"$2") || return 0
+  [ -n "$inode" ] || return 0
   old_inode=
   off=0
   if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
   # Renamed away (a new file) or truncated: follow the new one from its start.
   if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
   [ "$size" -gt "$off" ] || { echo "$inode $off" >"$state/$key"; return 0; }
-  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  tail -c "+$((off + 1))" "$2" 2>/dev/null | head -c "$((size - off))" >"$state/chunk"
   lines=$(wc -l <"$state/chunk")
   # Wait for a line's end, unless the unfinished line is already far too long.
   if [ "$lines" -eq 0 ]; then
@@ -365,7 +422,8 @@ EOT
       template {
         destination = "secrets/condor/pool_password"
         perms       = "0600"
-        change_mode = "restart"
+        change_mode = "signal"
+        change_signal = "SIGHUP"
         data        = <<EOT
 {{ with secret "kv/data/condor/pool" }}{{ .Data.data.pool_password | base64Decode }}{{ end }}
 EOT
