@@ -96,6 +96,7 @@ def bench_loop_memory(steps: int = 10_000, every: int = 2500, warm_up: int = 500
         nomad.children[site.job_id("burst")] = nomad.children.get(site.job_id("burst"), [])[-20:]
         nomad.calls.clear()
         condor.requirements_seen.clear()  # the fake records every query; not the loop's memory
+        condor.drain_calls.clear()
         clock.advance(61)
         scaler.step()
 
