@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as dataclass_replace
 from typing import Any, Literal
 
 from nomadwn.condor import CondorSource
@@ -288,16 +289,19 @@ def pool_status(
     if condor is not None:
         try:
             supply = condor.workers(site.name)
+            wanted: dict[str | None, None] = {}
             for name in names:
                 f = site.flavours.get(name)
-                if f is None:
-                    continue
-                requirements = f.autoscale.requirements if f.autoscale is not None else None
-                if requirements not in demands:
-                    demands[requirements] = condor.idle_demand(
-                        negotiated_only=site.autoscaler.negotiated_only if site.autoscaler else False,
-                        requirements=requirements,
-                    )
+                if f is not None:
+                    wanted[f.autoscale.requirements if f.autoscale is not None else None] = None
+            if wanted:
+                # One query for the site; each shape says which requirements its jobs meet.
+                every = condor.idle_demand(
+                    negotiated_only=site.autoscaler.negotiated_only if site.autoscaler else False,
+                    requirements=tuple(r for r in wanted if r is not None),
+                )
+                for req in wanted:
+                    demands[req] = dataclass_replace(every, shapes=tuple(s for s in every.shapes if s.eligible(req)))
         except BackendError as exc:
             errors["condor"] = str(exc)
             supply, demands = None, {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from nomadwn.consul import ServiceCheck, ServiceInstance
@@ -39,16 +41,18 @@ class _Condor:
 
     def __init__(self, workers: list[Worker], shapes: list[JobShape], fail: bool = False) -> None:
         self._workers, self._shapes, self.fail = workers, shapes, fail
-        self.requirements: list[str | None] = []
+        self.requirements: list[tuple[str, ...]] = []
 
     def workers(self, site: str) -> Supply:
         if self.fail:
             raise CondorError("reading the slots of site glasgow at 127.0.0.1:9618: no answer")
         return Supply(workers=tuple(self._workers), taken_at=NOW, count=len(self._workers))
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
-        self.requirements.append(requirements)
-        return Demand(shapes=tuple(self._shapes), taken_at=NOW)
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: Collection[str] = ()) -> Demand:
+        self.requirements.append(tuple(requirements))
+        # Every job meets every requirement asked about (one query tags them all).
+        shapes = tuple(replace(s, matches=frozenset(requirements)) for s in self._shapes)
+        return Demand(shapes=shapes, taken_at=NOW)
 
     def check_expression(self, expression: str) -> str | None:
         return None
@@ -101,7 +105,7 @@ def test_every_worker_joins_nomad_consul_and_htcondor_by_allocation_id() -> None
     assert view.ok and view.errors == {}
     (row,) = view.flavours
     assert row.idle_jobs == 5  # the 16-core jobs do not fit an 8-core worker
-    assert condor.requirements == ["WantGPU =!= true"]  # the flavour's autoscale.requirements
+    assert condor.requirements == [("WantGPU =!= true",)]  # the flavour's autoscale.requirements, one query
     w1, w2 = row.workers
     assert (w1.checks, w2.checks) == ("passing", "critical")
     assert w1.condor is not None and (w1.condor.state, w1.condor.claimed_slots) == ("claimed", 3)
