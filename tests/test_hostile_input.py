@@ -226,3 +226,17 @@ def test_cli_reports_a_bad_environment_variable(tmp_path: Path) -> None:
         "error: environment: 1 problem(s)\n"
         "  NOMADWN_CONDOR_TIMEOUT: 'abc' is not a positive number of seconds, such as 20\n"
     )
+
+
+def test_a_missing_nomad_ca_file_is_a_nomad_error_not_a_traceback(tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLE
+
+    missing = tmp_path / "no-such-ca.pem"
+    env = {"NOMAD_ADDR": "https://127.0.0.1:1", "NOMAD_CACERT": str(missing), "NOMAD_TOKEN": ""}
+    result = CliRunner().invoke(app, ["plan", str(EXAMPLE), "cntwn"], env=env)
+    assert result.exit_code == 255
+    assert result.output == (
+        "error: planning job glasgow-cntwn at https://127.0.0.1:1: cannot use the TLS files (Could not find a suitable"
+        f" TLS CA certificate bundle, invalid path: {missing}): check that NOMAD_CACERT, NOMAD_CLIENT_CERT and"
+        " NOMAD_CLIENT_KEY name readable PEM files\n"
+    )
