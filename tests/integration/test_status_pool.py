@@ -48,7 +48,7 @@ def _site_file(pool: CondorPool, tmp_path: Path) -> Path:
         count=WORKERS,
         resources={"cores": 1, "memory": "512MiB"},
         cvmfs={"mode": "bind"},
-        lifespan={"check_interval": "5s", "kill_timeout": "20s", "max_age": "1h"},
+        lifespan={"check_interval": "5s", "retirement": "20s", "max_age": "1h"},
         update=None,
     )
     data["flavours"]["elastic"]["autoscale"]["requirements"] = 'NomadwnRequired =?= "glasgow"'
