@@ -443,7 +443,15 @@ def _fit(cells: list[list[str]], width: int, shrinkable: int) -> list[str]:
 def _wrap(text: str, width: int, indent: str = "") -> list[str]:
     import textwrap
 
-    return textwrap.wrap(text, width=width, subsequent_indent=indent + "    ", initial_indent=indent) or [""]
+    return textwrap.wrap(
+        text, width=width, subsequent_indent=indent + "    ", initial_indent=indent, break_on_hyphens=False
+    ) or [""]
+
+
+def said(system: System, message: str) -> str:
+    """``message`` headed by its system's name, once (HTCondor's errors already start with it)."""
+    name = SYSTEM_NAMES[system]
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 def status_lines(status: PoolStatus, width: int = 80) -> list[str]:
@@ -455,7 +463,7 @@ def status_lines(status: PoolStatus, width: int = 80) -> list[str]:
     )
     lines += _wrap(f"site {status.site} ({systems})", width)
     for system, message in status.errors.items():
-        lines += _wrap(f"{SYSTEM_NAMES[system]}: {message}", width, "  ")
+        lines += _wrap(said(system, message), width, "  ")
     for r in status.flavours:
         lines.append("")
         lines += _wrap(flavour_line(r), width)
