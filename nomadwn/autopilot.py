@@ -269,15 +269,17 @@ dropped=0
 forward() {{
   [ -f "$2" ] || return 0
   key=$(printf '%s' "$2" | tr -c 'A-Za-z0-9' '_')
-  inode=$(ls -di "$2" | cut -d ' ' -f 1)
-  size=$(wc -c <"$2")
+  # The file may go between the test and the reads (HTCondor's rotation): skip it this time.
+  inode=$(ls -di "$2" 2>/dev/null | cut -d ' ' -f 1)
+  size=$(wc -c 2>/dev/null <"$2") || return 0
+  [ -n "$inode" ] || return 0
   old_inode=
   off=0
   if [ -f "$state/$key" ]; then read -r old_inode off <"$state/$key"; fi
   # Renamed away (a new file) or truncated: follow the new one from its start.
   if [ "$inode" != "$old_inode" ] || [ "$size" -lt "$off" ]; then off=0; fi
   [ "$size" -gt "$off" ] || {{ echo "$inode $off" >"$state/$key"; return 0; }}
-  tail -c "+$((off + 1))" "$2" | head -c "$((size - off))" >"$state/chunk"
+  tail -c "+$((off + 1))" "$2" 2>/dev/null | head -c "$((size - off))" >"$state/chunk"
   lines=$(wc -l <"$state/chunk")
   # Wait for a line's end, unless the unfinished line is already far too long.
   if [ "$lines" -eq 0 ]; then

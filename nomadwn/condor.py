@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -117,8 +117,14 @@ class CondorSource(Protocol):
     taking of new jobs; neither ever evicts a running job.
     """
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
-        """Idle jobs of every schedd, grouped by shape (see :meth:`HTCondorSource.idle_demand`)."""
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: Collection[str] = ()) -> Demand:
+        """Every idle job of every schedd, grouped by shape, once.
+
+        Each shape's ``matches`` names which of ``requirements`` (flavours' ClassAd
+        expressions over the job ad) are true for its jobs, so that one observation
+        serves every flavour and no job is counted twice (see
+        :meth:`HTCondorSource.idle_demand`).
+        """
         ...
 
     def workers(self, site: str) -> Supply:
@@ -167,6 +173,8 @@ _WORKER_PROJECTION = [
     "ChildState",
     "Draining",
     "StartJobs",
+    "DrainReason",
+    "JobStart",
     "NomadwnHealthy",
     "NomadAllocId",
     "NomadJobId",
@@ -198,6 +206,7 @@ def _default_bindings() -> Any:
         Undefined=classad2.Value.Undefined,
         Error=classad2.Value.Error,
         external_refs=lambda text: sorted(classad2.ClassAd().externalRefs(classad2.ExprTree(text))),
+        compile=classad2.ExprTree,
     )
 
 
@@ -256,12 +265,14 @@ class HTCondorSource:
             return str(exc) or "not a ClassAd expression"
         return None
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
-        """Idle jobs of every schedd, grouped by shape.
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: Collection[str] = ()) -> Demand:
+        """Idle jobs of every schedd, grouped by shape, each shape tagged with the ``requirements`` it meets.
 
-        With ``requirements`` (a ClassAd expression over the job ad), only the idle jobs
-        for which it is true; the attributes it reads are projected too (GroupBy
-        evaluates the constraint on the projected ads), so they split the groups.
+        One GroupBy query per schedd, whatever the number of flavours: the attributes
+        the ``requirements`` read are projected too, so that they split the groups
+        (every job in a group has the same values), and each expression is evaluated
+        on each group's ad here, with HTCondor's own evaluator. A job for which an
+        expression is undefined does not meet it (as in a schedd constraint).
 
         With ``negotiated_only``, only jobs submitted before the negotiator's last
         cycle started (``QDate < LastNegotiationCycleTime0``, as the GCP HTCondor
@@ -269,6 +280,8 @@ class HTCondorSource:
         negotiator ad is in the collector yet, no job counts (the schedds are still
         asked, so ``schedds``/``failed_schedds`` stay accurate).
         """
+        if isinstance(requirements, str):
+            raise TypeError("requirements: a collection of ClassAd expressions, not one string")
         constraint = "JobStatus == 1"
         projection = list(_DEMAND_PROJECTION)
         if negotiated_only:
@@ -276,20 +289,20 @@ class HTCondorSource:
             # GroupBy applies the constraint to the grouped ads, so QDate must be projected too.
             constraint = f"JobStatus == 1 && QDate < {cycle}"
             projection.append("QDate")
-        if requirements is not None:
+        compiled: list[tuple[str, Any]] = []
+        for text in dict.fromkeys(requirements):
             refs = self._call(
-                "parsing the requirements",
-                "a ClassAd expression",
-                "check the expression",
-                self._b.external_refs,
-                requirements,
+                "parsing the requirements", "a ClassAd expression", "check the expression", self._b.external_refs, text
             )
-            constraint = f"{constraint} && ({requirements})"
             # Only the job's own attributes can be projected (not TARGET.x).
             projection += [r for r in refs if "." not in r and r not in projection]
+            tree = self._call(
+                "parsing the requirements", "a ClassAd expression", "check the expression", self._b.compile, text
+            )
+            compiled.append((text, tree))
         located = self._collector_call("locating schedds", "locateAll", self._b.DaemonType.Schedd)
         taken_at = self._clock()
-        counts: dict[tuple[int, int, int | None], int] = {}
+        counts: dict[tuple[int, int, int | None, frozenset[str]], int] = {}
         answered: list[str] = []
         failed: list[str] = []
         errors: dict[str, str] = {}
@@ -299,28 +312,36 @@ class HTCondorSource:
                 continue
             try:
                 ads = self._query_schedd(name, location, constraint, projection)
+                rows = [(self._shape(ad), self._matches(ad, compiled)) for ad in ads]
             except CondorError as exc:
                 failed.append(name)
                 errors[name] = str(exc)
                 continue
             answered.append(name)
-            for ad in ads:
-                shape = self._shape(ad)
+            for shape, matches in rows:
                 if shape is not None:
-                    key = (shape.cpus, shape.memory_mb, shape.disk_kb)
+                    key = (shape.cpus, shape.memory_mb, shape.disk_kb, matches)
                     counts[key] = counts.get(key, 0) + shape.count
         for wanted in self.settings.schedds:
             if wanted not in answered and wanted not in failed:
                 failed.append(wanted)
                 errors[wanted] = "HTCondor: schedd not in the collector; check that it runs and advertises itself"
-        shapes = [JobShape(cpus=c, memory_mb=m, disk_kb=d, count=n) for (c, m, d), n in counts.items()]
-        shapes.sort(key=lambda s: (s.cpus, s.memory_mb, -1 if s.disk_kb is None else s.disk_kb))
+        shapes = [JobShape(c, m, n, d, matches) for (c, m, d, matches), n in counts.items()]
+        shapes.sort(key=lambda s: (s.cpus, s.memory_mb, -1 if s.disk_kb is None else s.disk_kb, sorted(s.matches)))
         return Demand(
             shapes=tuple(shapes),
             taken_at=taken_at,
             schedds=tuple(sorted(answered)),
             failed_schedds=tuple(sorted(failed)),
             errors=errors,
+        )
+
+    def _matches(self, ad: Any, compiled: list[tuple[str, Any]]) -> frozenset[str]:
+        """The requirements true for the jobs of one group ad."""
+        return frozenset(
+            text
+            for text, tree in compiled
+            if self._call(f"evaluating {text!r}", "a job group ad", "check the expression", tree.eval, ad) is True
         )
 
     def _query_schedd(self, name: str, location: Any, constraint: str, projection: list[str]) -> list[Any]:
@@ -526,6 +547,9 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
     claimed_slots = sum(1 for s in (*dynamic, *static) if s.get("State") == "Claimed")
     children = sum(_states(p.get("ChildState")).count("Claimed") for p in partitionable)
     claimed_slots = max(claimed_slots, children)
+    starts = [
+        float(s["JobStart"]) for s in (*dynamic, *static) if s.get("State") == "Claimed" and _int(s.get("JobStart")) > 0
+    ]
     heads = partitionable or static
     draining = any(
         h.get("Draining") is True or h.get("State") == "Drained" or h.get("StartJobs") is False for h in heads
@@ -566,5 +590,9 @@ def fold_worker(alloc_id: str, slots: Sequence[Mapping[str, Any]]) -> Worker:
         memory_free_mb=memory_free,
         claimed_slots=claimed_slots,
         healthy=healthy,
+        drain_reason=str(next((h["DrainReason"] for h in heads if isinstance(h.get("DrainReason"), str)), ""))
+        if draining
+        else "",
         started_at=float(first["DaemonStartTime"]) if _int(first.get("DaemonStartTime")) > 0 else None,
+        oldest_job_start=min(starts) if starts else None,
     )

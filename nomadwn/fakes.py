@@ -14,7 +14,7 @@ has a ``fail`` set naming the calls that raise, for outages in every phase.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,17 +189,24 @@ class MemoryNomad:
 
     ``scale`` places or stops allocations at once (highest name index first, as Nomad);
     ``dispatch`` adds one running child. ``fail`` names methods that raise NomadError
-    (a Nomad outage in that phase); ``calls`` records every write.
+    (a Nomad outage in that phase), ``fail_once`` those that raise once; ``deploying``
+    names jobs whose active deployment blocks scaling; ``calls`` records every write.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
     allocs: dict[str, list[Allocation]] = field(default_factory=dict)
     children: dict[str, list[DispatchedJob]] = field(default_factory=dict)
     fail: set[str] = field(default_factory=set)
+    fail_once: set[str] = field(default_factory=set)
+    deploying: set[str] = field(default_factory=set)
+    tokens: dict[str, str] = field(default_factory=dict)  # child ID -> its idempotency token
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _next: int = 0
 
     def _maybe_fail(self, what: str) -> None:
+        if what in self.fail_once:
+            self.fail_once.discard(what)
+            raise NomadError(f"Nomad: {what} at http://nomad.test:4646 failed: timed out; check NOMAD_ADDR")
         if what in self.fail:
             raise NomadError(f"Nomad: {what} at http://nomad.test:4646 failed: connection refused; check NOMAD_ADDR")
 
@@ -265,18 +272,39 @@ class MemoryNomad:
 
     def scale(self, job_id: str, group: str, count: int, message: str) -> str:
         self._maybe_fail("scale")
+        if job_id in self.deploying:
+            # As Job.Scale in nomad/job_endpoint.go answers while the job's deployment is active.
+            raise NomadError(
+                f"scaling job {job_id} group {group} to {count} at http://nomad.test:4646: Nomad refused the"
+                " request: job scaling blocked due to active deployment",
+                status=400,
+            )
         self.calls.append(("scale", {"job": job_id, "group": group, "count": count, "message": message}))
         self._resize(job_id, count)
         return "eval-scale"
 
     def dispatch(self, job_id: str, *, meta: Mapping[str, str], idempotency_token: str) -> DispatchResult:
+        """Starts one running child; a token already used by a child returns that child, as Nomad does.
+
+        (``Job.Dispatch`` in ``nomad/job_endpoint.go``: a known token creates nothing and
+        answers with the existing child and no evaluation.) ``fail_once`` with
+        ``"dispatch_reply"`` starts the child and then loses the reply (a timeout).
+        """
         self._maybe_fail("dispatch")
         self.calls.append(("dispatch", {"job": job_id, "meta": dict(meta), "token": idempotency_token}))
+        known = self.children.get(job_id, [])
+        # Children Nomad has forgotten (garbage-collected; here: dropped from ``children``) forget their token.
+        self.tokens = {c.id: self.tokens[c.id] for kids in self.children.values() for c in kids if c.id in self.tokens}
+        for c in known:
+            if self.tokens.get(c.id) == idempotency_token:
+                return DispatchResult(dispatched_job_id=c.id, eval_id="")
         self._next += 1
         child = f"{job_id}/dispatch-1700000000-{self._next:08x}"
         self.children.setdefault(job_id, []).append(
             DispatchedJob(id=child, status="running", queued=0, starting=0, running=1, complete=0, failed=0, lost=0)
         )
+        self.tokens[child] = idempotency_token
+        self._maybe_fail("dispatch_reply")
         return DispatchResult(dispatched_job_id=child, eval_id=f"eval-{self._next}")
 
     def dispatched(self, parent_id: str) -> list[DispatchedJob]:
@@ -297,8 +325,12 @@ class MemoryCondor:
     ``idle`` is the idle demand per shape ``(cpus, memory_mb) -> jobs``; ``claims``
     sets a worker's state by allocation ID (default unclaimed); ``fail`` names the
     methods that raise CondorError; ``partial`` makes demand miss a schedd;
-    ``on_workers`` runs before each ``workers`` answer (to change claims mid-step).
-    Every worker has 8 cores and 16 GiB; a claimed one has nothing free unless
+    ``on_workers`` runs before each ``workers`` answer (to change claims mid-step);
+    ``no_schedds`` answers as a collector that lists no schedd (a blind observation).
+    Every idle job meets every flavour requirement except those in ``unmatched``.
+    Every worker has its flavour's ``sizes`` (default 8 cores, 16 GiB); allocations in
+    ``hidden`` have not reached the collector; a claimed one runs a payload that
+    started a minute ago (or at ``job_starts``) and has nothing free unless
     ``free`` (alloc ID -> (cores, MiB)) says otherwise. :meth:`drain` marks workers
     ``drained`` (state draining) and :meth:`cancel_drain` clears them, as HTCondor's
     graceful drain does: neither touches a claim. Calls are recorded in ``drain_calls``.
@@ -314,22 +346,31 @@ class MemoryCondor:
     partial: bool = False
     demand_age: float = 0.0
     on_workers: Callable[[], None] | None = None
-    requirements_seen: list[str | None] = field(default_factory=list)
+    requirements_seen: list[tuple[str, ...]] = field(default_factory=list)
+    unmatched: set[str] = field(default_factory=set)
+    no_schedds: bool = False
     free: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # flavour -> (cores, MiB)
+    job_starts: dict[str, float] = field(default_factory=dict)  # alloc ID -> its oldest payload's start
+    hidden: set[str] = field(default_factory=set)  # allocation IDs not (yet) in the collector
     drained: set[str] = field(default_factory=set)
+    reasons: dict[str, str] = field(default_factory=dict)
     drain_calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     def check_expression(self, expression: str) -> str | None:
         return "Unable to parse string into a ClassAd." if expression.count("(") != expression.count(")") else None
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: Collection[str] = ()) -> Demand:
         if "idle_demand" in self.fail:
             raise CondorError("HTCondor: querying idle jobs at schedd s1 failed: timed out; check the schedd")
-        self.requirements_seen.append(requirements)
-        shapes = tuple(JobShape(cpus=c, memory_mb=m, count=n) for (c, m), n in sorted(self.idle.items()))
+        self.requirements_seen.append(tuple(requirements))
+        # Every idle job meets every requirement, except those listed in ``unmatched``.
+        matches = frozenset(r for r in requirements if r not in self.unmatched)
+        shapes = tuple(JobShape(c, m, n, None, matches) for (c, m), n in sorted(self.idle.items()))
         failed = ("s2",) if self.partial else ()
         errors = {"s2": "HTCondor: querying idle jobs at schedd s2 failed: timed out"} if self.partial else {}
-        return Demand(shapes, self.clock() - self.demand_age, ("s1",), failed, errors)
+        schedds = () if self.no_schedds else ("s1",)
+        return Demand(shapes, self.clock() - self.demand_age, schedds, failed, errors)
 
     def workers(self, site: str) -> Supply:
         if self.on_workers is not None:
@@ -339,20 +380,26 @@ class MemoryCondor:
         out = []
         for job_id, allocs in self.nomad.allocs.items():
             for a in allocs:
+                if a.id in self.hidden:
+                    continue
                 out.append(self._worker(a.id, job_id, self.flavours.get(job_id, "")))
         for job_id, children in self.nomad.children.items():
             for child in children:
                 out.append(self._worker(f"alloc-of-{child.id}", child.id, self.flavours.get(job_id, "")))
+        # A stopped worker's startd is gone, and its drain with it.
+        present = {w.alloc_id for w in out}
+        self.drained &= present
+        self.reasons = {a: r for a, r in self.reasons.items() if a in present}
         return Supply(tuple(out), self.clock(), len(out))
 
     def drain(self, workers: Sequence[Worker | str], *, reason: str) -> DrainResult:
         """Marks each named worker draining (the real startd's drain never evicts either)."""
-        return self._set_drain(workers, True)
+        return self._set_drain(workers, True, reason)
 
     def cancel_drain(self, workers: Sequence[Worker | str]) -> DrainResult:
-        return self._set_drain(workers, False)
+        return self._set_drain(workers, False, "")
 
-    def _set_drain(self, workers: Sequence[Worker | str], on: bool) -> DrainResult:
+    def _set_drain(self, workers: Sequence[Worker | str], on: bool, reason: str) -> DrainResult:
         if "drain" in self.fail:
             raise CondorError("HTCondor: draining the startd at cm:9618 failed: connection refused")
         names = [w if isinstance(w, str) else w.name for w in workers]
@@ -360,8 +407,10 @@ class MemoryCondor:
             alloc = name.removeprefix("w-")
             if on:
                 self.drained.add(alloc)
+                self.reasons[alloc] = reason
             else:
                 self.drained.discard(alloc)
+                self.reasons.pop(alloc, None)
         self.drain_calls.append(("drain" if on else "cancel_drain", tuple(names)))
         return DrainResult(done=tuple(names))
 
@@ -369,7 +418,8 @@ class MemoryCondor:
         state: WorkerState = "draining" if alloc_id in self.drained else self.claims.get(alloc_id, "unclaimed")
         claimed = 1 if self.claims.get(alloc_id) == "claimed" else 0
         # A claimed worker is full unless ``free`` says what it has left (cores, MiB).
-        cores, memory = self.free.get(alloc_id, (0, 0) if claimed else (8, 16384))
+        size = self.sizes.get(flavour, (8, 16384))
+        cores, memory = self.free.get(alloc_id, (0, 0) if claimed else size)
         return Worker(
             alloc_id=alloc_id,
             state=state,
@@ -378,11 +428,13 @@ class MemoryCondor:
             site=self.site,
             job_id=job_id,
             activity="Idle",
-            cpus_total=8,
+            cpus_total=size[0],
             cpus_free=cores,
-            memory_total_mb=16384,
+            memory_total_mb=size[1],
             memory_free_mb=memory,
             claimed_slots=claimed,
+            drain_reason=self.reasons.get(alloc_id, "") if alloc_id in self.drained else "",
+            oldest_job_start=self.job_starts.get(alloc_id, self.clock() - 60) if claimed else None,
         )
 
 

@@ -358,6 +358,10 @@ class Autoscale(Strict):
     """A ClassAd expression over the idle job's ad: only jobs for which it is true count
     as demand for this flavour (for example ``WantGPU =!= true``). Checked by HTCondor's
     own parser when the autoscaler starts."""
+    priority: Annotated[int, Field(ge=-100, le=100)] = 0
+    """Which flavour takes an idle job that several could run: the highest priority,
+    then the smallest worker (fewest cores, then least memory). Each job counts for one
+    flavour only."""
 
 
 class Resources(Strict):
@@ -463,6 +467,14 @@ class AutoscalerService(Strict):
 
     core_quota: Annotated[int, Field(ge=1)] | None = None
     negotiated_only: bool = False
+    schedds: Annotated[int, Field(ge=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = 1
+    """The schedds an observation must hear from: their names, or how many at least.
+    An observation that finds fewer is blind (no scale-in): an empty queue and a
+    schedd whose ad is gone from the collector look alike."""
+    start_deadline: Duration | None = None
+    """How long a worker may run in Nomad without reaching the collector before it
+    stops counting as spare (and is reported *overdue*); default: the flavour's
+    ``image.pull_timeout`` plus 5 minutes."""
     image: Image
     replicas: Annotated[int, Field(ge=1, le=5)] = 2
     lock_key: Annotated[str, _matching(_SECRET_PATH_RE, "a key is letters, digits, '_', '.', '/' or '-'")] | None = None
@@ -688,6 +700,16 @@ def autoscaler_problems(site: Site) -> list[FieldProblem]:
     if not site.autoscaled():
         out.append(FieldProblem("autoscaler", "no flavour has an autoscale block; add one or remove this block"))
     return out
+
+
+def privileges(flavour: Flavour) -> list[str]:
+    """Plain-words statements of the elevated privileges a flavour's container gets."""
+    if flavour.cvmfs.mode != "fuse":
+        return []
+    return [
+        "CVMFS fuse mode: the container gets capabilities SYS_ADMIN and MKNOD and the device /dev/fuse; "
+        "the docker plugin on the clients must allow them (allow_caps)."
+    ]
 
 
 def dispatched(flavour: Flavour) -> bool:

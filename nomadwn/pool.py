@@ -60,12 +60,21 @@ class JobShape:
     """``count`` idle jobs that all ask for the same resources (one GroupBy row of a schedd).
 
     ``disk_kb`` is None when ``RequestDisk`` is missing or does not evaluate to a number.
+    ``matches`` holds the flavour ``requirements`` expressions (their exact text) that
+    are true for these jobs, as asked of :meth:`CondorSource.idle_demand`: a flavour
+    with requirements counts a shape only if its expression is in there (see
+    :meth:`eligible`). Jobs of one shape with different answers are different shapes.
     """
 
     cpus: int
     memory_mb: int
     count: int
     disk_kb: int | None = None
+    matches: frozenset[str] = frozenset()
+
+    def eligible(self, requirements: str | None) -> bool:
+        """Whether a flavour with these ``requirements`` (None: every job) may run these jobs."""
+        return requirements is None or requirements in self.matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +114,10 @@ class Worker:
     ``activity``, the totals and what is free (``cpus_free``/``memory_free_mb``: what
     the partitionable slot has left, or the unclaimed static slots), ``claimed_slots``
     and ``healthy`` (the worker's advertised ``NomadwnHealthy``; None when it does not
-    advertise one, which counts as healthy). From Nomad: ``index`` (the allocation's
+    advertise one, which counts as healthy), ``drain_reason`` (the startd's
+    ``DrainReason`` while it drains: who asked, and why), ``oldest_job_start`` (the
+    earliest ``JobStart`` of its claimed slots: a graceful drain evicts a payload
+    ``MaxJobRetirementTime`` after its start). From Nomad: ``index`` (the allocation's
     name index, -1 when unknown or a dispatched batch worker) and ``since`` (when the
     autoscaler first saw it *starting*, for the start deadline; None otherwise).
     ``started_at``: when its startd started (``DaemonStartTime``), for its age.
@@ -126,6 +138,8 @@ class Worker:
     memory_free_mb: int = 0
     claimed_slots: int = 0
     healthy: bool | None = None
+    drain_reason: str = ""
+    oldest_job_start: float | None = None
     since: float | None = None
     started_at: float | None = None
 

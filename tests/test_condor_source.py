@@ -596,3 +596,12 @@ def test_cancel_drain_cancels_every_request_of_the_startd() -> None:
     assert [a for n, a in fake.calls if n == "cancelDrainJobs"] == [("w1", None)]
     down = FakeBindings(collector_error=FakeHTCondorException("Failed communication with collector."))
     assert list(source(down).cancel_drain(["w1"]).failed) == ["w1"]
+
+
+def test_the_oldest_payload_start_comes_from_the_claimed_slots() -> None:
+    p = {"Name": "slot1@w", "PartitionableSlot": True, "State": "Unclaimed", "Draining": True, "DrainReason": "r"}
+    d1 = {"Name": "slot1_1@w", "DynamicSlot": True, "State": "Claimed", "JobStart": 1700000500}
+    d2 = {"Name": "slot1_2@w", "DynamicSlot": True, "State": "Claimed", "JobStart": 1700000100}
+    worker = fold_worker("a", [p, d1, d2])
+    assert (worker.state, worker.oldest_job_start, worker.drain_reason) == ("draining", 1700000100.0, "r")
+    assert fold_worker("a", [dict(p, Draining=False)]).oldest_job_start is None

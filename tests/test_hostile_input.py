@@ -201,6 +201,20 @@ def test_bad_environment_is_a_config_error_naming_the_variable(read: object, env
     assert str(caught.value) == f"environment: 1 problem(s)\n  {problem}"
 
 
+def test_a_holder_name_from_the_environment_is_one_printable_line() -> None:
+    from nomadwn.cli.autoscale import _env_holder
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NOMADWN_HOLDER", "replica-1\nforged log line")
+        with pytest.raises(ConfigError) as caught:
+            _env_holder()
+        assert str(caught.value) == (
+            "environment: 1 problem(s)\n  NOMADWN_HOLDER: must be one line of printable text of at most 200 characters"
+        )
+        patch.setenv("NOMADWN_HOLDER", "  alloc-0123  ")
+        assert _env_holder() == "alloc-0123"
+
+
 def test_cli_reports_a_bad_environment_variable(tmp_path: Path) -> None:
     from tests.conftest import EXAMPLE
 

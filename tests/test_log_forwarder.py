@@ -95,8 +95,14 @@ def run_forwarder(tmp_path: Path) -> Iterator[object]:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write a whole file at once (a new inode), so the forwarder never sees it half written."""
-    tmp = path.with_name(path.name + ".tmp~")
+    """Write a whole file at once (a new inode), so the forwarder never sees it half written.
+
+    The file is staged outside the log directory: a temporary name next to it would be
+    a log file too (``StarterLog.*``).
+    """
+    staging = path.parent.parent / "staging"
+    staging.mkdir(exist_ok=True)
+    tmp = staging / path.name
     tmp.write_text(text, encoding="utf-8")
     tmp.rename(path)
 
@@ -160,3 +166,17 @@ def test_no_htcondor_config_turns_forwarding_off_without_failing(tmp_path: Path)
     )
     assert result.returncode == 0
     assert "log forwarding off" in result.stdout
+
+
+def test_a_log_file_that_vanishes_mid_pass_is_skipped_quietly(run_forwarder: object) -> None:
+    """HTCondor renames logs away at any moment: no shell error may reach the task's output."""
+    assert callable(run_forwarder)
+    fw: Forwarder = run_forwarder(_flavour())
+    for i in range(30):
+        _write(fw.logs / f"StarterLog.slot1_{i}", f"t{i}\n")
+        (fw.logs / f"StarterLog.slot1_{i}").unlink()
+        time.sleep(0.05)
+    _write(fw.logs / "StartLog", "still here\n")
+    fw.wait_for(lambda ls: "[startd] still here" in ls)
+    assert fw.end_parent() == 0
+    assert [line for line in fw.lines() if not line.startswith("[")] == []

@@ -9,13 +9,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
-from nomadwn.pool import Demand, JobShape, Observation, Supply, Worker, WorkerState
+from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide, drain_safe
+from nomadwn.pool import WORKER_STATES, Demand, JobShape, Observation, Supply, Worker, WorkerState
 from nomadwn.sitefile import parse_site
 from tests.conftest import EXAMPLE
 
 NOW = 10_000.0
 POLICY = Policy(
+    retirement=86400.0,
     min=0,
     max=40,
     worker_cores=8,
@@ -31,8 +32,25 @@ POLICY = Policy(
 )
 
 
+def worker(i: int, state: WorkerState, free: tuple[int, int] | None = None) -> Worker:
+    """An 8-core 16 GiB worker at index i: all free unless claimed, draining or other (or ``free``)."""
+    cores, memory = free if free is not None else (8, 16384) if state in ("starting", "unclaimed") else (0, 0)
+    return Worker(
+        alloc_id=f"alloc-{i}",
+        name=f"w{i}",
+        index=i,
+        state=state,
+        cpus_total=8,
+        cpus_free=cores,
+        memory_total_mb=16384,
+        memory_free_mb=memory,
+        claimed_slots=1 if state in ("claimed", "draining") and cores < 8 else 0,
+        oldest_job_start=NOW - 3600 if state in ("claimed", "draining") and cores < 8 else None,
+    )
+
+
 def supply(*states: WorkerState, count: int | None = None, at: float = NOW) -> Supply:
-    workers = tuple(Worker(alloc_id=f"alloc-{i}", index=i, state=s) for i, s in enumerate(states))
+    workers = tuple(worker(i, s) for i, s in enumerate(states))
     return Supply(count=len(states) if count is None else count, workers=workers, taken_at=at)
 
 
@@ -44,20 +62,32 @@ def test_idle_jobs_scale_up_with_ramp_attenuation() -> None:
     d = decide(Observation(demand((1, 2048, 240)), supply("claimed", "claimed")), POLICY, History(), NOW)
     # 240 one-core jobs need 30 workers; shortfall 30 / ramp 3 = 10 (= max_scale_up)
     assert (d.current, d.count, d.direction) == (2, 12, "up")
-    assert d.reason == "240 idle job(s) (240 fit), 30 worker(s) needed, 0 spare: up by 10 (shortfall 30, ramp 3)"
+    assert d.reason == (
+        "240 idle job(s), 240 for this flavour (0 fit free capacity), 30 new worker(s) needed:"
+        " up by 10 (shortfall 30, ramp 3)"
+    )
 
 
 def test_memory_bound_packing_and_jobs_that_do_not_fit() -> None:
     obs = Observation(demand((1, 16384, 4), (16, 2048, 5)), supply())
     d = decide(obs, POLICY, History(), NOW)
     assert d.count == 2  # 4 jobs of 16 GiB need 4 workers by memory; ceil(4/3) = 2; the 16-core jobs fit nowhere
-    assert d.reason.startswith("9 idle job(s) (4 fit), 4 worker(s) needed, 0 spare")
+    assert d.reason.startswith("9 idle job(s), 4 for this flavour (0 fit free capacity), 4 new worker(s) needed")
 
 
 def test_starting_and_unclaimed_workers_count_as_supply() -> None:
     obs = Observation(demand((8, 1024, 3)), supply("starting", "unclaimed", "claimed"))
     d = decide(obs, POLICY, History(), NOW)
-    assert d.direction == "up" and d.count == 4  # 3 needed - 2 spare = 1
+    assert d.direction == "up" and d.count == 4  # 2 of the 3 jobs fit the starting and unclaimed ones: 1 new
+    assert "3 for this flavour (2 fit free capacity), 1 new worker(s) needed" in d.reason
+
+
+def test_free_cores_of_a_claimed_worker_absorb_jobs_that_fit() -> None:
+    half = Supply(workers=(worker(0, "claimed", free=(7, 14000)),), taken_at=NOW, count=1)
+    d = decide(Observation(demand((1, 2000, 7)), half), POLICY, History(), NOW)
+    assert d.direction == "none" and "7 for this flavour (7 fit free capacity), 0 new worker(s)" in d.reason
+    # The eighth job does not fit (memory: 7 x 2000 of 14000 MiB): one new worker.
+    assert decide(Observation(demand((1, 2000, 8)), half), POLICY, History(), NOW).count == 2
 
 
 @pytest.mark.parametrize(
@@ -79,13 +109,33 @@ def test_unknown_supply_holds() -> None:
     assert decide(Observation(demand((1, 1, 1)), None), POLICY, History(), NOW).direction == "none"
 
 
-def test_scale_in_only_through_the_unclaimed_tail() -> None:
+def test_scale_in_only_through_the_idle_top_and_drains_the_claimed_in_the_way() -> None:
     obs = Observation(demand(), supply("unclaimed", "claimed", "unclaimed", "unclaimed"))
     d = decide(obs, POLICY, History(), NOW)
-    assert d.count == 2  # top two (index 3, 2) are unclaimed; index 1 is claimed; max_scale_down 2
+    # 3 idle workers are surplus: the top two (index 3, 2) go now (max_scale_down 2); index 1,
+    # claimed, is in the way and is drained; index 0 stays to take new jobs.
+    assert (d.count, d.drain) == (2, ("w1",))
     blocked = decide(Observation(demand(), supply("unclaimed", "unclaimed", "claimed")), POLICY, History(), NOW)
-    assert blocked.direction == "none"
-    assert "no unclaimed worker at the top of the allocation index" in blocked.reason
+    assert (blocked.direction, blocked.drain) == ("none", ("w2",))
+    assert "draining 1 claimed worker(s) at the top (no new jobs; running ones finish)" in blocked.reason
+
+
+def test_a_busy_pool_with_an_empty_queue_is_not_drained() -> None:
+    d = decide(Observation(demand(), supply("claimed", "claimed")), POLICY, History(), NOW)
+    assert (d.direction, d.drain) == ("none", ())
+
+
+def test_jobs_packed_into_an_idle_worker_keep_it() -> None:
+    d = decide(Observation(demand((8, 1024, 1)), supply("claimed", "unclaimed", "unclaimed")), POLICY, History(), NOW)
+    # The job is packed into index 1 (lowest idle first): index 2 is surplus and goes.
+    assert (d.count, d.drain) == (2, ())
+
+
+def test_a_drained_empty_worker_at_the_top_is_removed() -> None:
+    sup = Supply(workers=(worker(0, "claimed"), worker(1, "draining", free=(8, 16384))), taken_at=NOW, count=2)
+    assert sup.workers[1].empty
+    d = decide(Observation(demand(), sup), POLICY, History(), NOW)
+    assert d.count == 1
 
 
 def test_batch_flavours_never_scale_in() -> None:
@@ -123,7 +173,7 @@ def test_policy_of_a_flavour() -> None:
 # ---------------------------------------------------------------------------
 # invariants
 
-ALL_STATES: tuple[WorkerState, ...] = ("starting", "unclaimed", "claimed", "draining")
+ALL_STATES: tuple[WorkerState, ...] = WORKER_STATES
 states = st.sampled_from(ALL_STATES)
 policies = st.builds(
     Policy,
@@ -174,6 +224,11 @@ def test_decisions_are_always_safe(obs: Observation, policy: Policy, history: Hi
     if d.direction == "up":
         assert d.count <= max(policy.max, policy.min)
         assert d.count - current <= policy.max_scale_up or d.count == policy.min
+    if d.drain:
+        assert not blind, "an unknown, partial or stale observation must never drain"
+        assert policy.can_scale_in and len(d.drain) <= policy.max_scale_down
+        claimed = {w.name for w in obs.supply.workers if w.state == "claimed" and drain_safe(w, policy, NOW)}
+        assert set(d.drain) <= claimed, "only claimed workers whose payloads are far from retirement are drained"
     if d.direction == "down":
         assert not blind, "an unknown, partial or stale observation must never scale in"
         assert policy.can_scale_in, "batch flavours shrink only by expiring"
@@ -231,3 +286,28 @@ def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int) -> None:
             assert asked.current <= d.count <= asked.count  # only ever trimmed, never lowered
         else:
             assert d == asked  # holds and scale-ins pass through untouched
+
+
+def _busy(i: int, started: float | None, *, ours: bool = False) -> Worker:
+    w = worker(i, "draining" if ours else "claimed")
+    return replace(w, oldest_job_start=started, drain_reason="nomadwn autoscale: scale-in" if ours else "")
+
+
+def test_no_drain_where_a_payload_is_near_its_retirement() -> None:
+    # Index 2 is claimed by a payload that started 23h50m ago: a graceful drain would evict
+    # it at 24h (retirement counts from the job's start). Index 1's payload is an hour old.
+    workers = (worker(0, "unclaimed"), _busy(1, NOW - 3600), _busy(2, NOW - 85800))
+    sup = Supply(workers, NOW, 3)
+    d = decide(Observation(demand(), sup), POLICY, History(), NOW)
+    assert d.drain == () and "not draining 1 claimed worker(s) whose payloads are near their retirement" in d.reason
+    unknown = Supply((worker(0, "unclaimed"), _busy(1, None)), NOW, 2)
+    assert decide(Observation(demand(), unknown), POLICY, History(), NOW).drain == ()  # start unknown: no drain
+
+
+@pytest.mark.parametrize("blind", [False, True], ids=["seen", "blind"])
+def test_our_drain_ends_before_a_payload_reaches_its_retirement(blind: bool) -> None:
+    sup = Supply((worker(0, "unclaimed"), _busy(1, NOW - 86000, ours=True), _busy(2, NOW - 60, ours=True)), NOW, 3)
+    dem = Demand((), NOW, ()) if blind else demand()
+    d = decide(Observation(dem, sup), POLICY, History(NOW - 1, "down"), NOW)
+    assert d.cancel_drain == ("w1",), d  # even blind and cooling down; w2's payload has 24h left
+    assert d.direction != "down"

@@ -1,101 +1,67 @@
-"""The autoscaler's decision: a pure function of (observation, policy, history, clock).
+"""The autoscaler's decision: a pure function of (observation, share, policy, history, clock).
 
 One evaluation, in the order nomad-autoscaler uses::
 
-    observation unknown, partial or stale? --yes--> hold (fail static; only ever up to min)
+    observation unknown, partial, blind or stale? --yes--> hold (fail static; only ever up to min)
+        |  blind: fewer schedds answered than the site expects (autoscaler.schedds)
         | no
         v
-    workers needed = idle demand that fits a worker, packed by cores and by memory
-    shortfall      = needed - (starting + unclaimed workers)
+    share (accounting.account): the idle jobs this flavour took, after the spare
+    capacity of every worker absorbed what fits; shortfall = the new workers they need
         |
-        +-- shortfall > 0: up by ceil(shortfall / ramp), at most max_scale_up
-        +-- no idle demand and spare workers: down, only through the unclaimed workers
-        |   at the top of the allocation index (Nomad stops those first), at most
-        |   max_scale_down; never for batch flavours (they expire by their lifespan)
+        +-- shortfall > 0: first cancel the drains this autoscaler started (a kept
+        |   worker instead of a new one), then up by ceil(rest / ramp), at most
+        |   max_scale_up
+        +-- no shortfall, service flavour above min: scale in by drain
+        |     surplus  = unclaimed workers no job was packed into, drained empty
+        |                workers, and the workers this autoscaler drains
+        |     the top `surplus` workers by allocation index (Nomad stops those first):
+        |       the unbroken run of removable ones at the top (unclaimed and unused, or
+        |       draining and empty) goes now: down by that many, at most max_scale_down
+        |       claimed ones among them are drained (no new job; running ones finish),
+        |       unless a payload would reach its retirement within drain_margin
+        |   and always, blind or not: a drain we started is cancelled before its oldest
+        |   payload reaches its retirement (HTCondor would evict it then)
+        |   never for batch flavours (they expire by their lifespan)
         v
-    clamp to [min, max] -> cooldown since the last action? hold -> Decision
+    clamp to [min, max] -> cooldown since the last action? hold (cancelling drains is
+    never held back) -> Decision
 
 Invariants (tested with hypothesis): the result stays within [min, max] unless only
-an unsafe move could get it there; an unknown or stale observation never lowers the
-count; a scale-in never exceeds the unclaimed tail; no step exceeds its maximum.
+an unsafe move could get it there; an unknown, partial, blind or stale observation
+never lowers the count nor drains; a scale-in never exceeds the removable tail; no
+step exceeds its maximum; a drain never evicts (HTCondor's graceful drain).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from nomadwn.model import Flavour
-from nomadwn.pool import Capacity, Demand, JobShape, Observation
-from nomadwn.units import duration_seconds
+from nomadwn.autoscale.accounting import FlavourView, Share, account
+from nomadwn.autoscale.policy import Policy
+from nomadwn.pool import Demand, Observation, Supply, Worker
+
+__all__ = [
+    "DRAIN_REASON",
+    "Decision",
+    "Direction",
+    "History",
+    "Policy",
+    "apply_quota",
+    "blindness",
+    "decide",
+    "drain_safe",
+]
 
 Direction = Literal["up", "down", "none"]
 
-
-@dataclass(frozen=True)
-class Policy:
-    """Everything :func:`decide` needs to know about a flavour, in plain numbers."""
-
-    min: int
-    max: int
-    worker_cores: int
-    worker_memory_mb: int
-    max_scale_up: int
-    max_scale_down: int
-    ramp: float
-    cooldown: float
-    cooldown_on_scale_up: float
-    stale_after: float
-    scale_from_zero: bool
-    can_scale_in: bool
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min <= self.max:
-            raise ValueError(f"need 0 <= min <= max, got min={self.min} max={self.max}")
-        if self.worker_cores < 1 or self.worker_memory_mb < 1:
-            raise ValueError("a worker has at least one core and 1 MiB of memory")
-        if self.max_scale_up < 1 or self.max_scale_down < 0 or self.ramp < 1:
-            raise ValueError("need max_scale_up >= 1, max_scale_down >= 0 and ramp >= 1")
-
-    @property
-    def size(self) -> Capacity:
-        """One worker's cores and memory."""
-        return Capacity(self.worker_cores, self.worker_memory_mb)
-
-    def fits(self, shape: JobShape) -> bool:
-        """Whether one job of ``shape`` fits one worker of this flavour."""
-        return shape.cpus <= self.worker_cores and shape.memory_mb <= self.worker_memory_mb
-
-    def fitting(self, demand: Demand) -> int:
-        """How many of the idle jobs fit one worker."""
-        return sum(s.count for s in demand.shapes if self.fits(s))
-
-    @classmethod
-    def of(cls, flavour: Flavour) -> Policy:
-        """The policy of a flavour with ``autoscale`` and ``scaling`` blocks."""
-        auto, bounds = flavour.autoscale, flavour.scaling
-        if auto is None or bounds is None:
-            raise ValueError("the flavour has no autoscale and scaling blocks")
-        slots = flavour.htcondor.slots
-        cores = slots.cores or flavour.resources.cores or max(1, (flavour.resources.cpu or 1000) // 1000)
-        return cls(
-            min=bounds.min,
-            max=bounds.max,
-            worker_cores=cores,
-            worker_memory_mb=slots.memory or flavour.resources.memory_max or flavour.resources.memory,
-            max_scale_up=auto.max_scale_up,
-            max_scale_down=auto.max_scale_down,
-            ramp=auto.ramp,
-            cooldown=duration_seconds(auto.cooldown),
-            cooldown_on_scale_up=duration_seconds(auto.cooldown_on_scale_up),
-            stale_after=duration_seconds(auto.stale_after),
-            scale_from_zero=auto.scale_from_zero,
-            can_scale_in=flavour.kind != "batch",
-        )
+DRAIN_REASON = "nomadwn autoscale"
+"""How the drains this autoscaler starts begin their ``DrainReason``: only those it cancels."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class History:
     """When the autoscaler last acted on this flavour, and which way."""
 
@@ -103,13 +69,19 @@ class History:
     last_direction: Direction = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """The count to set and why, in words a site admin can read in a log."""
+    """The count to set and why, in words a site admin can read in a log.
+
+    ``drain`` names the startds (:attr:`Worker.name`) to drain before they can be
+    removed; ``cancel_drain`` those whose drain (ours) to cancel, to keep them.
+    """
 
     current: int
     count: int
     reason: str
+    drain: tuple[str, ...] = ()
+    cancel_drain: tuple[str, ...] = ()
 
     @property
     def direction(self) -> Direction:
@@ -117,47 +89,105 @@ class Decision:
         return "up" if self.count > self.current else "down" if self.count < self.current else "none"
 
 
-def workers_needed(observation: Observation, policy: Policy) -> tuple[int, int]:
-    """(workers the fitting idle jobs need, idle jobs that fit no worker of this flavour)."""
-    assert observation.demand is not None
-    cores = memory = 0
-    unfit = 0
-    for shape in observation.demand.shapes:
-        if not policy.fits(shape):
-            unfit += shape.count
-            continue
-        cores += shape.cpus * shape.count
-        memory += shape.memory_mb * shape.count
-    return max(math.ceil(cores / policy.worker_cores), math.ceil(memory / policy.worker_memory_mb)), unfit
+def blindness(demand: Demand | None, supply: Supply, policy: Policy, now: float) -> str | None:
+    """Why the observation cannot be trusted to scale in on (None: it can)."""
+    if demand is None:
+        return "idle demand could not be observed"
+    if not demand.complete:
+        return "idle demand is partial (a schedd did not answer)"
+    missing = [name for name in policy.schedds if name not in demand.schedds]
+    if missing:
+        return f"schedd(s) {', '.join(missing)} not seen in the collector (the observation is blind)"
+    if len(demand.schedds) < policy.min_schedds:
+        return (
+            f"only {len(demand.schedds)} schedd(s) answered, the site expects at least {policy.min_schedds}"
+            " (the observation is blind)"
+        )
+    if now - min(demand.taken_at, supply.taken_at) > policy.stale_after:
+        return f"the observation is older than {policy.stale_after:g}s"
+    return None
 
 
 def _clamp(value: int, policy: Policy) -> int:
     return min(max(value, policy.min), policy.max)
 
 
-def decide(observation: Observation, policy: Policy, history: History, now: float) -> Decision:
-    """The count this flavour should have now, and why (see the module docstring)."""
+def _removable(worker: Worker, used: frozenset[str]) -> bool:
+    """Nomad may stop it now without touching a job or capacity a waiting job was packed into."""
+    if worker.state == "unclaimed":
+        return worker.alloc_id not in used
+    return worker.state == "draining" and worker.empty
+
+
+def ours(worker: Worker) -> bool:
+    """Whether this autoscaler drains the worker (its DrainReason says so)."""
+    return worker.state == "draining" and worker.drain_reason.startswith(DRAIN_REASON)
+
+
+def drain_safe(worker: Worker, policy: Policy, now: float) -> bool:
+    """Whether a graceful drain of ``worker`` evicts no payload for the next ``drain_margin`` seconds.
+
+    HTCondor's graceful drain lets each running job finish within its
+    ``MaxJobRetirementTime`` counted from the job's start, then evicts it. A worker
+    whose oldest payload is that close to its retirement, or whose payloads' starts
+    are unknown, is not drained (a payload may run longer than its retirement; an
+    undrained worker never evicts it).
+    """
+    if worker.claimed_slots == 0:
+        return True
+    start = worker.oldest_job_start
+    return start is not None and start + policy.retirement > now + policy.drain_margin
+
+
+def _expiring(supply: Supply, policy: Policy, now: float) -> tuple[str, ...]:
+    """Our drains that must end now, before HTCondor evicts a payload at its retirement."""
+    return tuple(w.name for w in supply.workers if ours(w) and w.name and not drain_safe(w, policy, now))
+
+
+def decide(
+    observation: Observation, policy: Policy, history: History, now: float, share: Share | None = None
+) -> Decision:
+    """The count this flavour should have now, and what to drain, and why (see the module docstring).
+
+    ``share`` is this flavour's part of the site's demand (:func:`accounting.account`
+    over every autoscaled flavour); without it, the flavour is taken to be alone.
+    """
     demand, supply = observation.demand, observation.supply
     if supply is None:
         return Decision(0, 0, "holding: the flavour's workers could not be observed (fail static)")
     current = supply.count
-    problem = None
-    if demand is None:
-        problem = "idle demand could not be observed"
-    elif not demand.complete:
-        problem = "idle demand is partial (a schedd did not answer)"
-    elif now - min(demand.taken_at, supply.taken_at) > policy.stale_after:
-        problem = f"the observation is older than {policy.stale_after:g}s"
+    # Payload safety first, whatever the observation of demand: a drain we started ends
+    # before it would evict a payload at its retirement (cancelling kills nothing).
+    expiring = _expiring(supply, policy, now)
+    problem = blindness(demand, supply, policy, now)
+    if problem is not None and expiring:
+        problem += f"; {len(expiring)} drain(s) cancelled before a payload's retirement"
     if problem is not None:
         if current < policy.min:
-            return Decision(current, policy.min, f"raising to min {policy.min}; {problem}, so nothing else changes")
-        return Decision(current, current, f"holding at {current}: {problem} (fail static)")
+            why = f"raising to min {policy.min}; {problem}, so nothing else changes"
+            return Decision(current, policy.min, why, cancel_drain=expiring)
+        return Decision(current, current, f"holding at {current}: {problem} (fail static)", cancel_drain=expiring)
     assert demand is not None
+    if share is None:
+        share = account(demand, {"": FlavourView(policy, None, supply)}).shares[""]
 
-    needed, unfit = workers_needed(observation, policy)
-    spare = supply.in_state("starting") + supply.in_state("unclaimed")
-    shortfall = needed - spare
-    seen = f"{demand.jobs} idle job(s) ({demand.jobs - unfit} fit), {needed} worker(s) needed, {spare} spare"
+    shortfall = share.new_workers
+    seen = (
+        f"{demand.jobs} idle job(s), {share.jobs} for this flavour ({share.absorbed} fit free capacity), "
+        f"{shortfall} new worker(s) needed"
+    )
+    cancel: tuple[str, ...] = expiring
+    drain: tuple[str, ...] = ()
+    if expiring:
+        seen += f", {len(expiring)} drain(s) cancelled before a payload's retirement"
+    if shortfall > 0:
+        # Demand is back: keep workers we were draining (emptiest first) instead of starting new ones.
+        others = (w for w in supply.workers if ours(w) and w.name and w.name not in expiring)
+        kept = sorted(others, key=lambda w: -w.cpus_free)[: max(0, shortfall - len(expiring))]
+        cancel += tuple(w.name for w in kept)
+        shortfall -= len(cancel)
+        if kept:
+            seen += f", {len(kept)} kept by cancelling their drain"
 
     if shortfall > 0 and (current > 0 or policy.scale_from_zero):
         step = min(math.ceil(shortfall / policy.ramp), policy.max_scale_up)
@@ -167,43 +197,78 @@ def decide(observation: Observation, policy: Policy, history: History, now: floa
     elif shortfall > 0:
         target = _clamp(current, policy)
         reason = f"{seen}: holding at {current}, scale_from_zero is off"
-    elif demand.jobs - unfit == 0 and policy.can_scale_in and current > policy.min:
-        removable = min(supply.unclaimed_tail(), policy.max_scale_down, current - policy.min)
-        target = current - removable
-        reason = (
-            f"{seen}: down by {removable} unclaimed worker(s) at the top of the allocation index"
-            if removable
-            else f"{seen}: no unclaimed worker at the top of the allocation index to remove"
-        )
+    elif not cancel and policy.can_scale_in and current > policy.min:
+        target, drain, reason = _scale_in(supply, share, policy, seen, now)
     else:
         target = current
         reason = f"{seen}: holding at {current}"
         if current < policy.min:
             target, reason = policy.min, f"{seen}: raising to min {policy.min}"
 
-    if target != current and history.last_action_at is not None:
+    if (target != current or drain) and history.last_action_at is not None:
         wait = policy.cooldown_on_scale_up if history.last_direction == "up" else policy.cooldown
         since = now - history.last_action_at
         if since < wait and not (current < policy.min):
-            return Decision(
-                current, current, f"cooling down ({since:g}s of {wait:g}s since the last scaling); {reason}"
-            )
-    return Decision(current, target, reason)
+            why = f"cooling down ({since:g}s of {wait:g}s since the last scaling); {reason}"
+            return Decision(current, current, why, cancel_drain=cancel)
+    return Decision(current, target, reason, drain=drain, cancel_drain=cancel)
+
+
+def _scale_in(supply: Supply, share: Share, policy: Policy, seen: str, now: float) -> tuple[int, tuple[str, ...], str]:
+    """Down through the removable top of the allocation index; drain the claimed workers in the way."""
+    current = supply.count
+    used = share.used
+    # Surplus: idle workers no waiting job was packed into, drained empty ones, and the ones we drain.
+    surplus = sum(1 for w in supply.workers if _removable(w, used) or ours(w))
+    wanted = min(surplus, current - policy.min)
+    if wanted <= 0:
+        return current, (), f"{seen}: holding at {current}, no worker to spare"
+    top = supply.top()[:wanted]
+    run = 0
+    for w in top:
+        if not _removable(w, used):
+            break
+        run += 1
+    removing = min(run, policy.max_scale_down)
+    claimed = [w for w in top if w.state == "claimed" and w.name]
+    drain = tuple(w.name for w in claimed if drain_safe(w, policy, now))[: policy.max_scale_down]
+    unsafe = len(claimed) - len([w for w in claimed if drain_safe(w, policy, now)])
+    parts = []
+    if removing:
+        parts.append(f"down by {removing} idle worker(s) at the top of the allocation index")
+    if drain:
+        parts.append(f"draining {len(drain)} claimed worker(s) at the top (no new jobs; running ones finish)")
+    if unsafe and policy.retirement <= 0:
+        parts.append(
+            f"not draining {unsafe} claimed worker(s): without lifespan.retirement a drain evicts their payloads"
+        )
+    elif unsafe:
+        parts.append(f"not draining {unsafe} claimed worker(s) whose payloads are near their retirement")
+    if not parts:
+        waiting = sum(1 for w in top if w.state == "draining")
+        parts.append(
+            f"holding at {current}: {waiting} draining worker(s) at the top still run jobs"
+            if waiting
+            else f"holding at {current}: the top of the allocation index is not idle"
+        )
+    return current - removing, drain, f"{seen}: {'; '.join(parts)}"
 
 
 def apply_quota(
-    decisions: dict[str, Decision], policies: dict[str, Policy], core_quota: int | None
+    decisions: dict[str, Decision], policies: dict[str, Policy], core_quota: int | None, held_cores: int = 0
 ) -> dict[str, Decision]:
     """Trim scale-ups so that all flavours together hold at most ``core_quota`` cores.
 
     Cores held are counted from the *current* counts (a planned scale-in frees nothing
-    until it has happened). Scale-ups are granted in the order of ``decisions`` (the
-    site file's) until the quota is used up. The quota never lowers a count, and
+    until it has happened), over every flavour in ``decisions`` plus ``held_cores``
+    (the flavours that take no decision in this step: pass every autoscaled flavour).
+    Scale-ups are granted in the order of ``decisions`` (the site file's) until the
+    quota is used up. The quota never lowers a count, and
     already being over it (say, after the quota was lowered) only stops growth.
     """
     if core_quota is None:
         return dict(decisions)
-    used = sum(d.current * policies[name].worker_cores for name, d in decisions.items())
+    used = held_cores + sum(d.current * policies[name].worker_cores for name, d in decisions.items())
     out: dict[str, Decision] = {}
     for name, d in decisions.items():
         if d.direction != "up":
@@ -216,5 +281,5 @@ def apply_quota(
             out[name] = d
         else:
             why = f"{d.reason}; trimmed to +{grant} by the site core quota ({core_quota} cores, {used} in use)"
-            out[name] = Decision(d.current, d.current + grant, why)
+            out[name] = replace(d, count=d.current + grant, reason=why)
     return out

@@ -20,7 +20,7 @@ Nomad operations the autoscaler never calls (plan, register, deployments, ...) r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nomadwn.errors import NomadError
@@ -56,8 +56,9 @@ class SimCondor:
         self.site = site
         self.flavours = {f.job_id: f.name for f in flavours.values()}
         self._matches: dict[tuple[str, Shape], bool] = {}
-        self._seen: dict[str, tuple[tuple[int, bool, int, int, int], Worker]] = {}
+        self._seen: dict[str, tuple[tuple[int, bool, int, int, int, float], Worker]] = {}
         self._supply: tuple[int, tuple[Worker, ...]] | None = None
+        self._reasons: dict[str, str] = {}  # startd name -> DrainReason, while drained
 
     def check_expression(self, expression: str) -> str | None:
         """Why ``expression`` is not a ClassAd expression (None: it is), by HTCondor's parser."""
@@ -79,21 +80,20 @@ class SimCondor:
             found = self._matches[key] = classad2.ExprTree(requirements).eval(ad) is True
         return found
 
-    def idle_demand(self, *, negotiated_only: bool = False, requirements: str | None = None) -> Demand:
-        """Idle jobs by shape, as one schedd's GroupBy query would count them."""
+    def idle_demand(self, *, negotiated_only: bool = False, requirements: Collection[str] = ()) -> Demand:
+        """Idle jobs by shape, as one schedd's GroupBy query counts them, tagged with the requirements they meet."""
         w = self.world
         submit = w.trace.submit
         shapes = []
         for shape, queue in w.idle.items():
             if not queue:
                 continue
-            if requirements is not None and not self._matches_shape(requirements, shape):
-                continue
             count = len(queue)
             if negotiated_only:
                 count = sum(1 for job in queue if submit[job] < w.last_cycle)
             if count:
-                shapes.append(JobShape(cpus=shape[0], memory_mb=shape[1], count=count))
+                matches = frozenset(r for r in requirements if self._matches_shape(r, shape))
+                shapes.append(JobShape(cpus=shape[0], memory_mb=shape[1], count=count, matches=matches))
         return Demand(shapes=tuple(shapes), taken_at=w.now, schedds=(SCHEDD,))
 
     def workers(self, site: str) -> Supply:
@@ -108,26 +108,30 @@ class SimCondor:
         if self._supply is not None and self._supply[0] == world.version:
             return Supply(workers=self._supply[1], taken_at=world.now, count=len(self._supply[1]))
         out = []
-        seen: dict[str, tuple[tuple[int, bool, int, int, int], Worker]] = {}
+        seen: dict[str, tuple[tuple[int, bool, int, int, int, float], Worker]] = {}
         for sw in world.workers.values():
             phase = sw.phase
             if phase not in (READY, RETIRING, STOPPING):
                 continue  # not in the collector (yet, or any more)
-            key = (phase, sw.drained, len(sw.payloads), sw.free_cores, sw.free_mem)
+            oldest = min((start for start, _ in sw.payloads.values()), default=0.0)
+            key = (phase, sw.drained, len(sw.payloads), sw.free_cores, sw.free_mem, oldest)
             old = self._seen.get(sw.id)
             if old is not None and old[0] == key:
                 seen[sw.id] = old
                 out.append(old[1])
                 continue
-            worker = self._worker(sw, site)
+            worker = self._worker(sw, site, self._reasons.get(sw.name, "") if sw.drained else "", oldest)
             seen[sw.id] = (key, worker)
             out.append(worker)
         self._seen = seen
         self._supply = (world.version, tuple(out))
+        if len(self._reasons) > len(out):  # forget the drains of startds that are gone
+            names = {w.name for w in out}
+            self._reasons = {n: r for n, r in self._reasons.items() if n in names}
         return Supply(workers=self._supply[1], taken_at=world.now, count=len(out))
 
     @staticmethod
-    def _worker(sw: SimWorker, site: str) -> Worker:
+    def _worker(sw: SimWorker, site: str, reason: str, oldest: float) -> Worker:
         f = sw.flavour
         claimed = len(sw.payloads)
         state: WorkerState = "claimed" if claimed else "unclaimed"
@@ -147,6 +151,9 @@ class SimCondor:
             memory_total_mb=f.memory_mb,
             memory_free_mb=sw.free_mem,
             claimed_slots=claimed,
+            drain_reason=reason,
+            # A graceful drain evicts a payload its retirement after its start.
+            oldest_job_start=oldest if claimed else None,
         )
 
     def _startds(self, workers: Sequence[Worker | str]) -> tuple[list[str], dict[str, str]]:
@@ -163,6 +170,7 @@ class SimCondor:
         """``condor_drain -graceful``: no new job; running ones keep their retirement time (then are evicted)."""
         found, failed = self._startds(workers)
         for name in found:
+            self._reasons[name] = reason  # the startd's DrainReason
             self.world.drain(name, on=True)
         return DrainResult(done=tuple(found), failed=failed, request_ids={n: f"drain-{n}" for n in found})
 
@@ -170,6 +178,7 @@ class SimCondor:
         """``condor_drain -cancel``: the startd takes jobs again."""
         found, failed = self._startds(workers)
         for name in found:
+            self._reasons.pop(name, None)
             self.world.drain(name, on=False)
         return DrainResult(done=tuple(found), failed=failed)
 

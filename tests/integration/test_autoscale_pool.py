@@ -176,7 +176,9 @@ def test_the_pool_grows_with_demand_and_shrinks_without_killing_payloads(pool: C
         # Up: demand seen, the flavour scaled to its max, workers joined the pool.
         assert max(counts) == MAX_WORKERS, history
         assert peak == MAX_WORKERS, history
-        assert any(r.demand == f"{JOBS} idle job(s), {JOBS} fit" for s in steps for r in s.flavours), history
+        # 4 jobs, at most 3 one-core workers: the flavour takes 3, one is unserved (at max).
+        took = f"{JOBS} idle job(s), took {MAX_WORKERS} ({MAX_WORKERS}x1c/64MiB)"
+        assert any(r.demand.startswith(took) for s in steps for r in s.flavours), history
         # The jobs ran on nomadwn workers and finished.
         assert _jobs_left(pool) == 0, history
         # Down: back to zero, and Nomad only ever stopped unclaimed workers.
@@ -219,10 +221,13 @@ def test_once_dry_run_on_the_example_site_prints_demand_supply_target_and_reason
         assert fake.requests_to("POST", "/v1/job/glasgow-elastic/scale") == []  # dry run: nothing done
     lines = result.output.splitlines()
     assert lines[0] == "elastic (service)"
-    assert lines[1] == "  demand: 12 idle job(s), 12 fit"
+    # The 4 starting workers take 4 of the 8-core jobs; 8 new workers for the rest, ramp 2: +4.
+    assert lines[1] == "  demand: 12 idle job(s), took 12 (12x8c/4000MiB), 4 into free capacity"
     assert lines[2] == "  supply: 4 worker(s) (4 starting)"
     assert lines[3] == "  count:  4 -> 8"
-    assert lines[4].startswith("  reason: 12 idle job(s) (12 fit), 12 worker(s) needed, 4 spare: up by 4")
+    assert lines[4].startswith(
+        "  reason: 12 idle job(s), 12 for this flavour (4 fit free capacity), 8 new worker(s) needed: up by 4"
+    )
     assert lines[5] == "  action: would scale up to 8 (dry run)"
     assert lines[6] == "burst (batch)"
-    assert lines[7] == "  demand: 12 idle job(s), 0 fit"  # 8-core jobs do not fit a 4-core burst worker
+    assert lines[7] == "  demand: 12 idle job(s), took 0, 0 into free capacity"  # 8 cores do not fit burst's 4
