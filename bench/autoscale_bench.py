@@ -1,6 +1,7 @@
 """Benchmark: the autoscaler's decision cost and the loop's memory, on in-memory fakes.
 
-Run: ``python -m bench.autoscale_bench`` (prints two tables; nothing is asserted).
+Run: ``python -m bench.autoscale_bench [--smoke]`` (prints two tables; nothing is
+asserted; ``--smoke``: 10 flavours, 5 repeats, 100 loop steps).
 
 1. **decide** for 100 flavours: one :func:`decide` per flavour plus the site core
    quota, over observations with 20 job shapes and 40 workers each (median of 200).
@@ -19,6 +20,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from bench._args import parser
 from nomadwn.autoscale.loop import Autoscaler
 from nomadwn.autoscale.strategy import Decision, History, Policy, apply_quota, decide
 from nomadwn.fakes import FakeClock, MemoryCondor, MemoryNomad
@@ -75,7 +77,7 @@ def bench_decide(flavours: int = 100, repeats: int = 200) -> list[tuple[str, str
     ]
 
 
-def bench_loop_memory(steps: int = 10_000) -> list[tuple[str, str, str, str]]:
+def bench_loop_memory(steps: int = 10_000, every: int = 2500, warm_up: int = 500) -> list[tuple[str, str, str, str]]:
     site = load_site(EXAMPLE)
     clock = FakeClock(1_800_000_000.0)
     nomad = MemoryNomad()
@@ -98,17 +100,17 @@ def bench_loop_memory(steps: int = 10_000) -> list[tuple[str, str, str, str]]:
         clock.advance(61)
         scaler.step()
 
-    for i in range(500):  # warm-up
+    for i in range(warm_up):
         one_step(i)
     gc.collect()
     tracemalloc.start()
     base_rss, (base_heap, _) = _rss_mib(), tracemalloc.get_traced_memory()
-    rows.append(("after 500 warm-up steps", f"{base_rss:.1f}", "0.0", "-"))
+    rows.append((f"after {warm_up} warm-up steps", f"{base_rss:.1f}", "0.0", "-"))
     start = time.perf_counter()
-    for i in range(500, 500 + steps):
+    for i in range(warm_up, warm_up + steps):
         one_step(i)
-        done = i - 499
-        if done % 2500 == 0:
+        done = i - warm_up + 1
+        if done % every == 0:
             gc.collect()
             heap, _ = tracemalloc.get_traced_memory()
             per = (time.perf_counter() - start) / done
@@ -119,14 +121,17 @@ def bench_loop_memory(steps: int = 10_000) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Print the decision cost and the loop's memory."""
+    args = parser(__doc__).parse_args(argv)
+    flavours, repeats, steps, every, warm_up = (10, 5, 100, 50, 20) if args.smoke else (100, 200, 10_000, 2500, 500)
     print("decision cost (pure decide + site core quota)")
-    for key, value in bench_decide():
+    for key, value in bench_decide(flavours, repeats):
         print(f"  {key:<32} {value}")
     print()
-    print("autoscaler loop on fakes: memory over 10,000 steps (2 flavours, scaling up, down and dispatching)")
+    print(f"autoscaler loop on fakes: memory over {steps:,} steps (2 flavours, scaling up, down and dispatching)")
     print(f"  {'when':<26} {'RSS MiB':>8} {'heap growth KiB':>16} {'us/step (traced)':>17}")
-    for when, rss, heap, per in bench_loop_memory():
+    for when, rss, heap, per in bench_loop_memory(steps, every, warm_up):
         print(f"  {when:<26} {rss:>8} {heap:>16} {per:>17}")
 
 

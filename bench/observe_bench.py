@@ -1,6 +1,7 @@
 """Benchmark: the cost of one idle-demand observation on a real HTCondor pool.
 
-Run: ``python -m bench.observe_bench`` (prints a table; nothing is asserted). Needs root
+Run: ``python -m bench.observe_bench [--smoke]`` (prints a table; nothing is asserted;
+``--smoke``: 100 idle jobs, one repeat). Needs root
 and the HTCondor chroot of ``.ci/install-peers.sh``; the bench starts and stops its own
 :class:`~tests.peers.CondorPool`.
 
@@ -42,11 +43,16 @@ from typing import Any
 
 import htcondor2
 
+from bench._args import parser
 from nomadwn.condor import CondorSettings, HTCondorSource
 from tests.peers import CondorPool
 
 SIZES = (1_000, 10_000, 100_000)
 REPEATS = 7
+SMOKE_SIZES = (100,)
+SMOKE_REPEATS = 1
+NEEDS_PEERS = True
+"""Needs the HTCondor chroot (``NOMADWN_PEERS_DIR``): its smoke run is an integration test."""
 # (cpus, memory MB, disk KB, share of the queue): a few big shapes, a long tail of small ones.
 SHAPES = (
     (1, 2_000, 5_000_000, 0.40),
@@ -173,26 +179,28 @@ def _median_ms(runs: list[Sample], field: str) -> float:
     return statistics.median(float(getattr(s, field)) for s in runs) * 1000
 
 
-def _summary(results: dict[int, dict[str, list[Sample]]]) -> None:
+def _summary(results: dict[int, dict[str, list[Sample]]], sizes: tuple[int, ...]) -> None:
     """The issue's done-criteria, as measured (printed, not asserted)."""
-    big = results[SIZES[-1]]
+    big = results[sizes[-1]]
     group, naive = _median_ms(big["groupby"], "wall"), _median_ms(big["per-job"], "wall")
-    print(f"\ncriteria at {SIZES[-1]:,} idle jobs (median wall):")
+    print(f"\ncriteria at {sizes[-1]:,} idle jobs (median wall):")
     print(f"  groupby well under 1 s:       {group:.0f} ms -> {'holds' if group < 500 else 'does not hold'}")
     print(
         f"  >= 5x less than per-job:      {naive / group:.1f}x -> {'holds' if naive >= 5 * group else 'does not hold'}"
     )
     for method in ("groupby", "per-job"):
-        cpu = [_median_ms(results[size][method], "cpu") for size in SIZES]
+        cpu = [_median_ms(results[size][method], "cpu") for size in sizes]
         print(
             f"  {method} client cpu by size: "
             + " / ".join(f"{ms:.1f}" for ms in cpu)
-            + f" ms (x{cpu[-1] / cpu[0]:.1f} for x{SIZES[-1] // SIZES[0]} jobs)"
+            + f" ms (x{cpu[-1] / cpu[0]:.1f} for x{sizes[-1] // sizes[0]} jobs)"
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print one row per queue size and method."""
+    args = parser(__doc__).parse_args(argv)
+    sizes, repeats = (SMOKE_SIZES, SMOKE_REPEATS) if args.smoke else (SIZES, REPEATS)
     missing = CondorPool.available()
     if missing is not None:
         raise SystemExit(missing)
@@ -203,7 +211,7 @@ def main() -> None:
         source = HTCondorSource(CondorSettings(collectors=(pool.collector,), timeout=120))
         collector = htcondor2.Collector(pool.collector)
         print(_versions(collector))
-        print(f"shapes: {len(SHAPES)}; repeats: {REPEATS} per method and size (after one warm-up)\n")
+        print(f"shapes: {len(SHAPES)}; repeats: {repeats} per method and size (after one warm-up)\n")
         header = (
             f"{'idle jobs':>9} | {'method':<8} | {'rows':>7} | {'median ms':>9} | {'min ms':>8} | "
             f"{'cpu ms':>8} | {'+RSS MiB':>8} | {'speed-up':>8}"
@@ -212,7 +220,7 @@ def main() -> None:
         print("-+-".join("-" * len(part) for part in header.split(" | ")))
         queued: dict[Key, int] = {}
         results: dict[int, dict[str, list[Sample]]] = {}
-        for size in SIZES:
+        for size in sizes:
             _progress(f"submitting up to {size:,} idle jobs")
             took = _grow(pool, queued, size)
             _progress(f"queue at {sum(queued.values()):,} jobs (submit took {took:.1f} s); measuring")
@@ -223,7 +231,7 @@ def main() -> None:
             samples: dict[str, list[Sample]] = {name: [] for name in methods}
             for fn in methods.values():
                 _timed(fn)  # warm-up: connections, negotiator churn after the submit
-            for _ in range(REPEATS):
+            for _ in range(repeats):
                 for name, fn in methods.items():
                     samples[name].append(_timed(fn))
             results[size] = samples
@@ -240,7 +248,7 @@ def main() -> None:
                     flush=True,
                 )
         _progress("stopping the pool")
-    _summary(results)
+    _summary(results, sizes)
     print(f"total {time.perf_counter() - begun:.0f} s")
 
 

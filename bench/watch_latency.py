@@ -1,6 +1,7 @@
 """Benchmark: failure detection latency of the watcher on the fake Nomad.
 
-Run: ``python -m bench.watch_latency`` (prints a table; nothing is asserted).
+Run: ``python -m bench.watch_latency [--smoke]`` (prints a table; nothing is asserted;
+``--smoke``: one run per job kind).
 
 For each job kind, a job is registered on the stateful fake Nomad
 (``tests/fake_nomad.py``, real HTTP on loopback, blocking queries) and rolled out;
@@ -18,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench._args import parser
 from nomadwn.deploy import rollout_of
 from nomadwn.nomad import Allocation, NomadSettings
 from nomadwn.nomad_client import NomadClient
@@ -65,16 +67,18 @@ def _one(fake: FakeNomad, flavour: str) -> float:
     return elapsed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print latency statistics per job kind."""
+    args = parser(__doc__).parse_args(argv)
+    runs = 1 if args.smoke else RUNS
     print(f"{'kind':>8} | {'runs':>4} | {'min ms':>7} | {'median ms':>9} | {'p95 ms':>7} | {'max ms':>7}")
     print(f"{'-' * 8}-+-{'-' * 4}-+-{'-' * 7}-+-{'-' * 9}-+-{'-' * 7}-+-{'-' * 7}")
     for kind, flavour in FLAVOURS.items():
         with FakeNomad(step_delay=0.01) as fake:
-            samples = sorted(_one(fake, flavour) * 1000 for _ in range(RUNS))
+            samples = sorted(_one(fake, flavour) * 1000 for _ in range(runs))
         p95 = samples[int(0.95 * (len(samples) - 1))]
         print(
-            f"{kind:>8} | {RUNS:>4} | {samples[0]:>7.1f} | {statistics.median(samples):>9.1f} | "
+            f"{kind:>8} | {runs:>4} | {samples[0]:>7.1f} | {statistics.median(samples):>9.1f} | "
             f"{p95:>7.1f} | {samples[-1]:>7.1f}"
         )
 

@@ -48,6 +48,17 @@ def env_seconds(env: Mapping[str, str], var: str, problems: list[FieldProblem]) 
     return seconds
 
 
+def env_line(env: Mapping[str, str], var: str, problems: list[FieldProblem], *, limit: int = 200) -> str | None:
+    """``var`` as one line of printable text of at most ``limit`` characters (None when unset or blank, or bad)."""
+    value = env.get(var, "").strip()
+    if not value:
+        return None
+    if len(value) > limit or not value.isprintable():
+        problems.append(FieldProblem(var, f"must be one line of printable text of at most {limit} characters"))
+        return None
+    return value
+
+
 def raise_problems(problems: list[FieldProblem]) -> None:
     """Raise one :class:`ConfigError` for every bad variable, if there is any."""
     if problems:

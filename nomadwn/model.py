@@ -702,6 +702,16 @@ def autoscaler_problems(site: Site) -> list[FieldProblem]:
     return out
 
 
+def privileges(flavour: Flavour) -> list[str]:
+    """Plain-words statements of the elevated privileges a flavour's container gets."""
+    if flavour.cvmfs.mode != "fuse":
+        return []
+    return [
+        "CVMFS fuse mode: the container gets capabilities SYS_ADMIN and MKNOD and the device /dev/fuse; "
+        "the docker plugin on the clients must allow them (allow_caps)."
+    ]
+
+
 def dispatched(flavour: Flavour) -> bool:
     """Whether the flavour's workers are dispatched one by one by the autoscaler.
 

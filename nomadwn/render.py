@@ -37,6 +37,7 @@ from nomadwn.model import (
     dispatched,
     metrics_service_name,
     port_labels,
+    privileges,
     progress_deadline,
     restart_mode,
     service_meta,
@@ -495,16 +496,6 @@ def acl_policies(site: Site) -> list[AclPolicy]:
     return [nomad_policy, consul_policy]
 
 
-def privileges(flavour: Flavour) -> list[str]:
-    """Plain-words statements of the elevated privileges a flavour's container gets."""
-    if flavour.cvmfs.mode != "fuse":
-        return []
-    return [
-        "CVMFS fuse mode: the container gets capabilities SYS_ADMIN and MKNOD and the device /dev/fuse; "
-        "the docker plugin on the clients must allow them (allow_caps)."
-    ]
-
-
 # ---------------------------------------------------------------------------
 # HCL
 
@@ -512,7 +503,7 @@ def privileges(flavour: Flavour) -> list[str]:
 @functools.cache
 def _environment() -> jinja2.Environment:
     # Built once per process: compiling the template dominates the cost of a render.
-    # Imported here, not at the top, so that `validate` (which needs privileges()) does not pay for Jinja2.
+    # Imported here, not at the top: importing render (deploy, status) should not pay for Jinja2.
     import jinja2
 
     env = jinja2.Environment(

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from nomadwn.condor import CondorSource
 from nomadwn.consul import ConsulHealth, ServiceHealth, ServiceInstance, worst_state
 from nomadwn.errors import BackendError
-from nomadwn.model import Flavour, Site, count
+from nomadwn.model import Flavour, Site, count, dispatched
 from nomadwn.nomad import Allocation, NomadAPI
 from nomadwn.pool import Capacity, Demand, Supply, Worker
 from nomadwn.render import AUTOSCALER, GROUP
@@ -146,12 +146,30 @@ def _unregistered(name: str, t: _Target, status: str = "not registered") -> Flav
     return FlavourStatus(name, t.job_id, t.kind, False, None, status, t.count, 0, 0, 0, 0, "", None)
 
 
+def job_allocations(site: Site, name: str, nomad: NomadAPI) -> list[Allocation]:
+    """The allocations of a flavour's workers: its job's, or (dispatched flavours) its live children's.
+
+    A parameterized job has no allocation of its own; each dispatched child is a job
+    with one (``nomad job dispatch``).
+    """
+    t = _target(site, name)
+    f = site.flavours.get(name)
+    if f is not None and dispatched(f):
+        children = [c.id for c in nomad.dispatched(t.job_id) if c.live]
+        return [a for child in children for a in nomad.allocations(child).value]
+    return nomad.allocations(t.job_id).value
+
+
 def _nomad_view(site: Site, name: str, nomad: NomadAPI) -> tuple[FlavourStatus, list[Allocation]]:
     t = _target(site, name)
     job = nomad.job(t.job_id)
     if job is None:
         return _unregistered(name, t), []
-    allocs = [a for a in nomad.allocations(t.job_id).value if a.desired_status == "run"]
+    allocs = [a for a in job_allocations(site, name, nomad) if a.desired_status == "run"]
+    f = site.flavours.get(name)
+    if f is not None and dispatched(f):
+        # Each child is a job of its own, at version 0: every live worker is current.
+        return _dispatched_view(name, t, job.version, job.status, allocs), allocs
     current = [a for a in allocs if a.job_version == job.version]
     deployment = nomad.latest_deployment(t.job_id).value if t.kind == "service" else None
     healthy = sum(a.healthy is True for a in current) if t.kind == "service" else None
@@ -172,6 +190,14 @@ def _nomad_view(site: Site, name: str, nomad: NomadAPI) -> tuple[FlavourStatus, 
         checks=None,
     )
     return row, allocs
+
+
+def _dispatched_view(name: str, t: _Target, version: int, status: str, allocs: list[Allocation]) -> FlavourStatus:
+    running = sum(a.client_status == "running" for a in allocs)
+    failed = sum(a.client_status in ("failed", "lost") for a in allocs)
+    return FlavourStatus(
+        name, t.job_id, t.kind, True, version, status, None, len(allocs), running, running, failed, "", None
+    )
 
 
 def _instances_of(instances: Iterable[ServiceInstance], alloc_ids: Iterable[str]) -> dict[str, list[ServiceInstance]]:
@@ -407,7 +433,7 @@ def flavour_line(r: FlavourStatus) -> str:
     if not r.registered:
         head = f"{r.flavour}: {r.job_id} {r.job_status}"
     else:
-        want = "per node" if r.desired is None else f"want {r.desired}"
+        want = "per node" if r.kind == "system" else "dispatched" if r.desired is None else f"want {r.desired}"
         head = (
             f"{r.flavour}: {r.job_id} {r.kind} v{r.version} {r.job_status}, {want}, "
             f"{r.running} running, {r.healthy} healthy"
@@ -443,7 +469,15 @@ def _fit(cells: list[list[str]], width: int, shrinkable: int) -> list[str]:
 def _wrap(text: str, width: int, indent: str = "") -> list[str]:
     import textwrap
 
-    return textwrap.wrap(text, width=width, subsequent_indent=indent + "    ", initial_indent=indent) or [""]
+    return textwrap.wrap(
+        text, width=width, subsequent_indent=indent + "    ", initial_indent=indent, break_on_hyphens=False
+    ) or [""]
+
+
+def said(system: System, message: str) -> str:
+    """``message`` headed by its system's name, once (HTCondor's errors already start with it)."""
+    name = SYSTEM_NAMES[system]
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 def status_lines(status: PoolStatus, width: int = 80) -> list[str]:
@@ -455,7 +489,7 @@ def status_lines(status: PoolStatus, width: int = 80) -> list[str]:
     )
     lines += _wrap(f"site {status.site} ({systems})", width)
     for system, message in status.errors.items():
-        lines += _wrap(f"{SYSTEM_NAMES[system]}: {message}", width, "  ")
+        lines += _wrap(said(system, message), width, "  ")
     for r in status.flavours:
         lines.append("")
         lines += _wrap(flavour_line(r), width)

@@ -48,6 +48,7 @@ import functools
 import heapq
 import itertools
 import json
+import math
 import queue
 import random
 import re
@@ -680,8 +681,8 @@ class FakeNomad:
       of the batch; no deployment; ``scheduler/scheduler_system.go`` at v1.10.5); from
       1.11 a deployment, the default update strategy even without an update block
       (``api/jobs.go`` ``Canonicalize``), the next node only once one is healthy
-      (``evictAndPlace`` at v2.0.5), failing and auto-reverting like a service's. System
-      canaries (a percentage on 2.0) are not faked;
+      (``evictAndPlace`` at v2.0.5), failing and auto-reverting like a service's; canaries
+      as a percentage of the nodes to update, waiting for promotion (:meth:`_system_canaries`);
     * scale-in with failed allocations that are not rescheduled: see
       :meth:`_reconcile_slots` (2.0.4 changed it).
 
@@ -2705,12 +2706,21 @@ class FakeNomad:
             canary = int(_update_strategy(job, name).get("Canary") or 0) if service and not promoted else 0
             if job["Type"] in ("system", "sysbatch"):
                 limit = self._system_update_limit(job, tg, active, group_allocs)
+                per_node = []
                 for node in sorted(self._eligible_nodes(job), key=lambda n: n.name):
                     on_node = [a for a in live if a["NodeID"] == node.id]
                     mine = _GroupPlan(desired=1)
                     self._reconcile_slots(
                         mine, job, on_node, 1 - sum(1 for a in done if a["NodeID"] == node.id), [node], 0
                     )
+                    per_node.append(mine)
+                canaries = self._system_canaries(job, tg, promoted, per_node, group_allocs)
+                if canaries is not None:
+                    plan.canaries, already = canaries
+                    limit = max(plan.canaries - already, 0)
+                for mine in per_node:
+                    if canaries is not None and mine.destructive:
+                        mine.place = [(slot, node, True) for slot, node, _ in mine.place]
                     if mine.destructive and limit is not None:
                         if limit <= 0:
                             # evictAndPlace: past the limit an update waits (the old version keeps running).
@@ -2764,6 +2774,40 @@ class FakeNomad:
                 if (alloc.get("DeploymentStatus") or {}).get("Healthy") is None:
                     limit -= 1
         return limit
+
+    def _system_canaries(
+        self,
+        job: Mapping[str, Any],
+        tg: Mapping[str, Any],
+        promoted: bool,
+        per_node: list[_GroupPlan],
+        allocs: list[Json],
+    ) -> tuple[int, int] | None:
+        """(canaries wanted, canaries already placed) for a system group that is canarying, else None.
+
+        ``scheduler/scheduler_system.go`` at v2.0.5: a system job canaries when its update
+        has ``canary > 0``, the deployment is not promoted, the job is not at version 0
+        and some node needs a destructive update; it wants ``ceil(canary% x (destructive
+        updates + existing canaries) / 100)``, at most ``max_parallel``, and places them
+        as updates of those nodes; the other nodes wait for the promotion.
+        """
+        update = tg.get("Update") or {}
+        percent = int(update.get("Canary") or 0)
+        destructive = sum(1 for p in per_node if p.destructive)
+        if not self._system_deployments(job) or percent <= 0 or promoted or int(job["Version"]) == 0:
+            return None
+        existing = [
+            a
+            for a in allocs
+            if not _alloc_terminal(a)
+            and a["Job"]["Version"] == job["Version"]
+            and (a.get("DeploymentStatus") or {}).get("Canary")
+        ]
+        if destructive == 0 and not existing:
+            return None
+        wanted = math.ceil(percent * (destructive + len(existing)) / 100)
+        parallel = int(update.get("MaxParallel") or 0)
+        return (min(wanted, parallel) if parallel > 0 else wanted), len(existing)
 
     def _system_deployments(self, job: Mapping[str, Any]) -> bool:
         """Whether this Nomad gives the system job a deployment (1.11+, unless max_parallel = 0)."""

@@ -176,3 +176,23 @@ def test_status_with_nomad_unreachable_says_so_and_exits_1() -> None:
     assert "Nomad UNREACHABLE" in result.output
     assert "reading job glasgow-cntwn at http://127.0.0.1:1: cannot connect" in " ".join(result.output.split())
     assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
+LEAN_CASES = [
+    [],
+    ["--help"],
+    ["--version"],
+    ["valdate"],
+    *([name, "--help"] for name in ("init", "validate", "render", "plan", "deploy", "status", "autoscale", "simulate")),
+    ["validate", str(EXAMPLE)],
+    ["validate", str(EXAMPLE), "--bogus"],
+]
+
+
+@pytest.mark.parametrize("argv", LEAN_CASES, ids=lambda a: " ".join(a).replace(str(EXAMPLE), "EXAMPLE") or "root")
+def test_the_console_script_builds_only_what_it_runs_with_the_same_result(argv: list[str]) -> None:
+    from typer_cli import lean
+
+    whole = runner.invoke(app, argv)
+    reduced = runner.invoke(lean(argv), argv)
+    assert (reduced.exit_code, reduced.output) == (whole.exit_code, whole.output)

@@ -1570,3 +1570,25 @@ def test_scale_in_with_a_failed_allocation_by_version(version: str, stopped: lis
         fake.settle()
         allocs = get(fake, "/v1/job/web/allocations").json()
         assert sorted(a["Name"] for a in allocs if a["DesiredStatus"] == "stop") == stopped
+
+
+@pytest.mark.parametrize("auto_promote", [False, True], ids=["manual", "auto"])
+def test_2_0_system_canary_is_a_percentage_of_the_nodes_and_waits_for_promotion(auto_promote: bool) -> None:
+    with _four_nodes("2.0.5") as fake:
+        update = {"MaxParallel": 2, "Canary": 25, "AutoPromote": auto_promote, "MinHealthyTime": 0}
+        deployed(fake, _system("example/w:1", update))
+        register(fake, _system("example/w:2", update))
+        fake.settle()
+        dep = next(d for d in fake.deployments("sys") if d["JobVersion"] == 1)
+        state = dep["TaskGroups"]["worker"]
+        assert state["DesiredCanaries"] == 1  # ceil(25% of 4 nodes)
+        if not auto_promote:
+            assert dep["Status"] == "running"
+            assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
+            assert sorted(_versions_on(fake).values()) == [0, 0, 0, 1]
+            promoted = requests.post(url(fake, f"/v1/deployment/promote/{dep['ID']}"), json={"All": True}, timeout=10)
+            assert promoted.status_code == 200
+            fake.settle()
+        dep = wait_deployment(fake, "sys", 1, "successful", timeout=10)
+        assert dep["TaskGroups"]["worker"]["Promoted"] is True
+        assert set(_versions_on(fake).values()) == {1}

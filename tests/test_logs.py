@@ -141,3 +141,25 @@ def test_logs_of_an_unregistered_flavour_and_unreachable_nomad() -> None:
     down = runner.invoke(app, ["logs", str(EXAMPLE), "cntwn"], env={**_env(fake), "NOMAD_ADDR": "http://127.0.0.1:1"})
     assert down.exit_code == 1 and "cannot connect" in down.stderr and down.exception is not None
     assert isinstance(down.exception, SystemExit)
+
+
+def test_a_dispatched_flavours_workers_are_its_childrens_allocations() -> None:
+    """burst is parameterized: logs and status find its workers in the dispatched children."""
+    with FakeNomad(step_delay=0.01) as fake:
+        site = load_site(EXAMPLE)
+        nomad = NomadClient(NomadSettings(address=fake.address))
+        nomad.register(build_job(site, "burst"), enforce_index=None, preserve_counts=False)
+        child = nomad.dispatch("glasgow-burst", meta={"nomadwn_reason": "test"}, idempotency_token="t1")
+        fake.settle()
+        (alloc,) = fake.allocations(child.dispatched_job_id)
+        fake.append_log(alloc["ID"], "[startd] an ephemeral worker\n")
+        result = runner.invoke(app, ["logs", str(EXAMPLE), "burst"], env=_env(fake))
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "[startd] an ephemeral worker\n"
+        status = runner.invoke(
+            app, ["status", str(EXAMPLE), "burst", "--no-consul", "--no-condor", "--json"], env=_env(fake)
+        )
+        assert status.exit_code == 0, status.output
+        (row,) = json.loads(status.stdout)["flavours"]
+        assert (row["placed"], row["running"]) == (1, 1)
+        assert [w["alloc_id"] for w in row["workers"]] == [alloc["ID"]]

@@ -79,8 +79,8 @@ job "glasgow-autoscaler" {
         _CONDOR_COLLECTOR_HOST = "condor-cm.scotgrid.example:9618"
       }
 
-      kill_signal  = "SIGTERM"
-      kill_timeout = "30s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "30s"
       shutdown_delay = "5s"
 
       resources {

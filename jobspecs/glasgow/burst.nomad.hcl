@@ -69,8 +69,8 @@ job "glasgow-burst" {
         }
       }
 
-      kill_signal  = "SIGTERM"
-      kill_timeout = "48h10m45s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "48h10m45s"
       shutdown_delay = "5s"
 
       resources {

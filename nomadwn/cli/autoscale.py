@@ -56,6 +56,15 @@ def _print_step(step: StepReport) -> None:
         say(f"error: {e}", style="red", stderr=True)
 
 
+def _env_holder() -> str | None:
+    from nomadwn.env import env_line, raise_problems
+
+    problems: list[FieldProblem] = []
+    holder = env_line(os.environ, "NOMADWN_HOLDER", problems)
+    raise_problems(problems)
+    return holder
+
+
 def _collectors(site: Site) -> list[str]:
     names = site.autoscaled()
     return list(site.flavours[names[0]].htcondor.collector) if names else []
@@ -119,7 +128,7 @@ def autoscale(
         leadership = ConsulLock(
             ConsulSettings.from_env(),
             site.lock_key,
-            holder=holder or os.environ.get("NOMADWN_HOLDER") or f"{socket.gethostname()}:{os.getpid()}",
+            holder=holder or _env_holder() or f"{socket.gethostname()}:{os.getpid()}",
             ttl=duration_seconds(a.lock_ttl) if a is not None else 20.0,
             lock_delay=duration_seconds(a.lock_delay) if a is not None else 15.0,
         )

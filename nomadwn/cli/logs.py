@@ -65,13 +65,14 @@ def logs(
     from nomadwn.deploy import select_flavours
     from nomadwn.render import AUTOSCALER, TASK
     from nomadwn.sitefile import load_site
+    from nomadwn.status import job_allocations
 
     site = load_site(site_file)
     (name,) = select_flavours(site, [flavour])
     job_id = site.autoscaler_job_id if name == AUTOSCALER and name not in site.flavours else site.job_id(name)
     task = "autoscale" if job_id == site.autoscaler_job_id else TASK
     nomad = nomad_client(address, namespace, region)
-    chosen, note = choose_allocation(nomad.allocations(job_id).value, alloc, job_id)
+    chosen, note = choose_allocation(job_allocations(site, name, nomad), alloc, job_id)
     stream: LogStream = "stderr" if stderr else "stdout"
     say(f"{stream} of allocation {chosen.id[:8]} ({chosen.name or job_id}) on {chosen.node_name or '?'}", stderr=True)
     if note:

@@ -38,8 +38,7 @@ def init(
 @handled
 def validate(site_file: SiteArg, as_json: JsonOpt = False) -> None:
     """Check a site file; name every bad field and how to fix it (exit 1 if any)."""
-    from nomadwn.model import dispatched, shutdown_plan, site_notes, site_warnings
-    from nomadwn.render import privileges
+    from nomadwn.model import dispatched, privileges, shutdown_plan, site_notes, site_warnings
     from nomadwn.sitefile import load_site
     from nomadwn.units import duration_text
 

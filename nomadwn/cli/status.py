@@ -35,7 +35,7 @@ def _rich(status: PoolStatus) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from nomadwn.status import SYSTEM_NAMES, WORKER_COLUMNS, flavour_line, worker_cells
+    from nomadwn.status import SYSTEM_NAMES, WORKER_COLUMNS, flavour_line, said, worker_cells
 
     parts: list[Any] = []
     systems = Text(f"site {status.site}  ")
@@ -44,7 +44,7 @@ def _rich(status: PoolStatus) -> Any:
         systems.append(f"{name} {state}  ", style={"ok": "green", "skipped": "dim"}.get(state, "bold red"))
     parts.append(systems)
     for s, message in status.errors.items():
-        parts.append(Text(f"{SYSTEM_NAMES[s]}: {message}", style="red"))
+        parts.append(Text(said(s, message), style="red"))
     for r in status.flavours:
         table = Table(title=Text(flavour_line(r)), title_justify="left", expand=False)
         for column in WORKER_COLUMNS:

@@ -30,9 +30,10 @@ Sources, per behaviour:
   placements that were never made (they are not allocations: ``remove = existing -
   count``) and then stops the highest name indexes (``nameIndex.Highest`` in
   ``computeStop``, nomad ``scheduler/reconcile.go``).
-* **Stop**: Nomad sends ``kill_signal`` (SIGTERM: a graceful HTCondor shutdown); the
-  master's ``SHUTDOWN_GRACEFUL_TIMEOUT`` (``kill_timeout`` - 5 s) bounds it; payloads
-  still running then are killed (and requeued by the schedd).
+* **Stop**: Nomad sends ``kill_signal`` (SIGTERM: a graceful HTCondor shutdown): each
+  payload may run ``retirement`` from its own start (``MAXJOBRETIREMENTTIME``), then is
+  evicted; the master's ``SHUTDOWN_GRACEFUL_TIMEOUT`` (:class:`~nomadwn.model.ShutdownPlan`)
+  bounds the whole; payloads still running then are killed (and requeued by the schedd).
 * **Restarts**: a service task that exits, even with 0, is restarted in place after
   ``restart.delay``; a batch task that exits 0 completes
   (``client/allocrunner/taskrunner/restarts/restarts.go``: ``onSuccess`` is false only for
@@ -479,10 +480,12 @@ class World:
     def _retire_kill(self, obj: object, job: int) -> None:
         w = obj
         assert isinstance(w, SimWorker)
-        if job in w.payloads and (w.phase == RETIRING or (w.phase == READY and w.drained)):
+        if job in w.payloads and (w.phase in (RETIRING, STOPPING) or (w.phase == READY and w.drained)):
             self._kill(w, job)
             if not w.payloads and w.phase == RETIRING:
                 self._expired(w)
+            elif not w.payloads and w.phase == STOPPING:
+                self._release(w)
 
     def _expired(self, w: SimWorker) -> None:
         """The startd ended by itself: a service task restarts in place, a batch alloc completes."""
@@ -572,6 +575,7 @@ class World:
         w.phase = STOPPING
         w.gen += 1
         self.version += 1
+        self._retire_all(w)  # SIGTERM is a graceful shutdown: each payload retires from its start
         self._at(self.now + w.flavour.stop_grace, _STOP_DONE, w, w.gen)
 
     def _stop_done(self, obj: object, gen: int) -> None:

@@ -48,7 +48,7 @@ def _site_file(pool: CondorPool, tmp_path: Path) -> Path:
         count=WORKERS,
         resources={"cores": 1, "memory": "512MiB"},
         cvmfs={"mode": "bind"},
-        lifespan={"check_interval": "5s", "kill_timeout": "20s", "max_age": "1h"},
+        lifespan={"check_interval": "5s", "retirement": "20s", "max_age": "1h"},
         update=None,
     )
     data["flavours"]["elastic"]["autoscale"]["requirements"] = 'NomadwnRequired =?= "glasgow"'
@@ -149,6 +149,14 @@ def test_status_shows_every_workers_htcondor_state_and_the_idle_demand(
         busy = [w["condor"] for w in workers.values() if w["condor"]["state"] == "claimed"]
         assert len(busy) == 1, workers
         assert (busy[0]["payloads"], busy[0]["cpus_used"], busy[0]["cpus_free"]) == (1, 1, 0)
+
+        # The busy worker's stdout (what Nomad shows) carries its starter's log, named by slot.
+        (busy_alloc,) = [a for a, w in workers.items() if w["condor"]["state"] == "claimed"]
+        out = placement.workers[busy_alloc].host_dir / "master.out"
+        deadline = time.monotonic() + 15
+        while "[starter.slot1_1] " not in out.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "[starter.slot1_1] " in out.read_text(errors="replace"), out.read_text(errors="replace")[-3000:]
 
         # The same in a pipe: plain columns, every line within 80 characters.
         text = runner.invoke(app, ["status", str(site_file), "elastic"], env=env)

@@ -63,8 +63,8 @@ job "custom-static-job" {
         UNICODE = "Grüße, naïve café ✓"
       }
 
-      kill_signal  = "SIGTERM"
-      kill_timeout = "56s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "56s"
       shutdown_delay = "5s"
 
       resources {

@@ -124,8 +124,8 @@ job "kitchen-vaulted" {
         UNICODE = "Grüße, naïve café ✓"
       }
 
-      kill_signal  = "SIGQUIT"
-      kill_timeout = "50s"
+      kill_signal    = "SIGQUIT"
+      kill_timeout   = "50s"
       shutdown_delay = "5s"
 
       resources {

@@ -62,8 +62,8 @@ job "rollout-v1-10-node" {
         }
       }
 
-      kill_signal  = "SIGTERM"
-      kill_timeout = "48h10m45s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "48h10m45s"
       shutdown_delay = "5s"
 
       resources {

@@ -76,8 +76,8 @@ job "rollout-v1-10-pool" {
         }
       }
 
-      kill_signal  = "SIGTERM"
-      kill_timeout = "48h10m45s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "48h10m45s"
       shutdown_delay = "5s"
 
       resources {

@@ -79,8 +79,8 @@ job "rollout-v2-0-autoscaler" {
         _CONDOR_COLLECTOR_HOST = "cm.example"
       }
 
-      kill_signal  = "SIGTERM"
-      kill_timeout = "30s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "30s"
       shutdown_delay = "5s"
 
       resources {
