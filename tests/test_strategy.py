@@ -271,13 +271,15 @@ def test_quota_never_lowers_a_count_and_ignores_none() -> None:
         max_size=6,
     ),
     st.integers(1, 400),
+    st.integers(0, 200),
 )
-def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int) -> None:
+def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int, elsewhere: int) -> None:
+    """The quota holds over every flavour: the ones deciding now and the cores ``elsewhere`` (not due)."""
     policies = {f"f{i}": _policy(c) for i, (c, _, _) in enumerate(rows)}
     decisions = {f"f{i}": Decision(cur, max(0, cur + delta), "r") for i, (_, cur, delta) in enumerate(rows)}
-    out = apply_quota(decisions, policies, quota)
-    held = sum(d.current * policies[n].worker_cores for n, d in decisions.items())
-    after = sum(max(d.count, d.current) * policies[n].worker_cores for n, d in out.items())
+    out = apply_quota(decisions, policies, quota, elsewhere)
+    held = elsewhere + sum(d.current * policies[n].worker_cores for n, d in decisions.items())
+    after = elsewhere + sum(max(d.count, d.current) * policies[n].worker_cores for n, d in out.items())
     assert after <= max(quota, held)  # growth stops at the quota
     for name, d in out.items():
         asked = decisions[name]
