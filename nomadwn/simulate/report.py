@@ -74,6 +74,10 @@ def table(result: Result) -> str:
         f"{'':<{w0}}  {left:>{w1}}  {right:>{w2}}",
     ]
     lines += [f"{k:<{w0}}  {x:>{w1}}  {y:>{w2}}" for k, x, y in cols]
+    if a.unrunnable:
+        lines.append(f"{a.unrunnable:,} job(s) fit no autoscaled worker (cores or memory) and were left out")
+    if a.payloads_killed:
+        lines.append(f"WARNING: {a.payloads_killed:,} payload(s) killed: see 'Tuning the autoscaler' in the README")
     if b.idle > 0 and a.idle > 0:
         lines.append(f"idle core-hours: the static pool wastes {b.idle / a.idle:.1f}x what the autoscaler does")
     return "\n".join(lines)

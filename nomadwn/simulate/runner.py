@@ -6,7 +6,7 @@ decide → act code as ``nomadwn autoscale``) against a
 flavour's ``evaluation_interval`` is due, with the simulated clock injected. The pool
 starts as deployed: each autoscaled service flavour with its site-file ``count``
 running. :func:`run_static` replays the same trace on ``N`` always-on workers of the
-site's first autoscaled flavour (no lifespan, no autoscaler). :func:`simulate` does
+site's largest autoscaled flavour (no lifespan, no autoscaler). :func:`simulate` does
 both; unless told ``N``, it finds the smallest static pool whose wait p95 is no worse
 than the autoscaler's by bisection over ``N`` (a static run is cut short as soon as
 more jobs started late than the p95 allows).
@@ -341,9 +341,9 @@ def _next_step(autoscaler: Autoscaler, now: float) -> float:
 
 
 def static_flavour(site: Site) -> SimFlavour:
-    """The baseline's worker: the first autoscaled service flavour's size (else the first's), no lifespan."""
+    """The baseline's worker: the largest autoscaled flavour's size (every job fits it), no lifespan."""
     flavours = flavours_of(site)
-    first = next((f for f in flavours.values() if f.kind == "service"), next(iter(flavours.values())))
+    first = max(flavours.values(), key=lambda f: (f.cores, f.memory_mb))
     return replace(first, name=f"static-{first.name}", job_id=f"static-{first.job_id}", kind="service", max_age=None)
 
 
