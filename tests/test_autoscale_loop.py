@@ -179,14 +179,26 @@ def test_our_drain_is_cancelled_before_htcondor_would_evict_the_payload(site: Si
 def test_demand_back_cancels_our_drain_instead_of_starting_a_worker(site: Site) -> None:
     w = World(with_retirement(site), workers=1)
     w.claim(0)
-    w.condor.free[w.ids()[0]] = (0, 0)
+    w.condor.free[w.ids()[0]] = (4, 8192)  # a payload runs on half of it
+    w.condor.drained.add(w.ids()[0])
+    w.condor.reasons[w.ids()[0]] = "nomadwn autoscale: scale-in of elastic"
+    w.condor.idle[(4, 8000)] = 1
+    step = w.scaler.step(force=True)
+    assert w.condor.drain_calls == [("cancel_drain", (f"w-{w.ids()[0]}",))]
+    assert w.scales() == [] and w.dispatches() == []
+    assert "1 kept by cancelling their drain" in step.flavours[0].reason
+
+
+def test_a_full_drained_worker_is_not_kept_for_returning_demand(site: Site) -> None:
+    """Cancelling the drain of a worker with nothing free would start no job sooner."""
+    w = World(with_retirement(site), workers=1)
+    w.claim(0)
     w.condor.drained.add(w.ids()[0])
     w.condor.reasons[w.ids()[0]] = "nomadwn autoscale: scale-in of elastic"
     w.condor.idle[(8, 16000)] = 1
-    step = w.scaler.step()
-    assert w.condor.drain_calls == [("cancel_drain", (f"w-{w.ids()[0]}",))]
-    assert w.scales() == []
-    assert "1 kept by cancelling their drain" in step.flavours[0].reason
+    w.scaler.step(force=True)
+    assert w.condor.drain_calls == []
+    assert [s["count"] for s in w.scales()] == [2]
 
 
 def test_a_drain_someone_else_started_is_left_alone(site: Site) -> None:

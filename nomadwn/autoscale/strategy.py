@@ -8,10 +8,9 @@ One evaluation, in the order nomad-autoscaler uses::
         v
     share (accounting.account): the idle jobs this flavour took, after the spare
     capacity of every worker absorbed what fits; shortfall = the new workers they need
-        |
-        +-- shortfall > 0: first cancel the drains this autoscaler started (a kept
-        |   worker instead of a new one), then up by ceil(rest / ramp), at most
-        |   max_scale_up
+        |   (the free cores of workers we drain count too: their drain is cancelled,
+        |   a kept worker instead of a new one)
+        +-- shortfall > 0: up by ceil(shortfall / ramp), at most max_scale_up
         +-- no shortfall, service flavour above min: scale in by drain
         |     surplus  = unclaimed workers no job was packed into, drained empty
         |                workers, and the workers this autoscaler drains
@@ -39,7 +38,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from nomadwn.autoscale.accounting import FlavourView, Share, account
+from nomadwn.autoscale.accounting import DRAIN_REASON, FlavourView, Share, account, ours
 from nomadwn.autoscale.policy import Policy
 from nomadwn.pool import Demand, Observation, Supply, Worker
 
@@ -53,12 +52,10 @@ __all__ = [
     "blindness",
     "decide",
     "drain_safe",
+    "ours",
 ]
 
 Direction = Literal["up", "down", "none"]
-
-DRAIN_REASON = "nomadwn autoscale"
-"""How the drains this autoscaler starts begin their ``DrainReason``: only those it cancels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +116,6 @@ def _removable(worker: Worker, used: frozenset[str]) -> bool:
     return worker.state == "draining" and worker.empty
 
 
-def ours(worker: Worker) -> bool:
-    """Whether this autoscaler drains the worker (its DrainReason says so)."""
-    return worker.state == "draining" and worker.drain_reason.startswith(DRAIN_REASON)
-
-
 def drain_safe(worker: Worker, policy: Policy, now: float) -> bool:
     """Whether a graceful drain of ``worker`` evicts no payload for the next ``drain_margin`` seconds.
 
@@ -180,15 +172,11 @@ def decide(
     drain: tuple[str, ...] = ()
     if expiring:
         seen += f", {len(expiring)} drain(s) cancelled before a payload's retirement"
-    if shortfall > 0:
-        # Demand is back: keep workers we were draining (emptiest first) instead of starting new ones.
-        others = (w for w in supply.workers if ours(w) and w.name and w.name not in expiring)
-        kept = sorted(others, key=lambda w: -w.cpus_free)[: max(0, shortfall - len(expiring))]
-        cancel += tuple(w.name for w in kept)
-        shortfall -= len(cancel)
-        if kept:
-            seen += f", {len(kept)} kept by cancelling their drain"
-
+    # Demand is back: the workers we drain whose free cores took jobs are kept (drain cancelled).
+    kept = tuple(w.name for w in supply.workers if w.alloc_id in share.reclaim and w.name and w.name not in cancel)
+    if kept:
+        cancel += kept
+        seen += f", {len(kept)} kept by cancelling their drain"
     if shortfall > 0 and (current > 0 or policy.scale_from_zero):
         step = min(math.ceil(shortfall / policy.ramp), policy.max_scale_up)
         # Never down from here, even above max: only the scale-in rule may remove workers.

@@ -388,7 +388,9 @@ def make_worker(
     rendered = condor_config(site, flavour)
     base = (
         "# Test harness: the image's own configuration for one extra worker of a throw-away pool.\n"
-        + base_config(inner_dir / "local", "", pool.user)
+        + base_config(
+            inner_dir / "local", "", pool.user, idtokens_pool=pool.local_dir_in_chroot if pool.idtokens else None
+        )
         + _WORKER_NAMES.format(name=name, flavour=flavour)
     )
     config = host_dir / "condor_config"
@@ -765,7 +767,12 @@ class Payloads:
             ),
             encoding="utf-8",
         )
-        result = self.pool.run(["condor_submit", "-terse", str(self.inner / f"{tag}.sub")])
+        # The test's submitter claims a normal user (the schedd refuses jobs owned by the
+        # daemons' token identity on an IDTOKENS pool).
+        result = self.pool.run(
+            ["condor_submit", "-terse", str(self.inner / f"{tag}.sub")],
+            extra_env={"_CONDOR_SEC_CLIENT_AUTHENTICATION_METHODS": "CLAIMTOBE"},
+        )
         assert result.returncode == 0, result
         return int(result.stdout.split(".")[0])
 
