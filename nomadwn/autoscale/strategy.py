@@ -137,8 +137,17 @@ def drain_safe(worker: Worker, policy: Policy, now: float) -> bool:
 
 
 def _expiring(supply: Supply, policy: Policy, now: float) -> tuple[str, ...]:
-    """Our drains that must end now, before HTCondor evicts a payload at its retirement."""
-    return tuple(w.name for w in supply.workers if ours(w) and w.name and not drain_safe(w, policy, now))
+    """Our drains that must end now, before HTCondor evicts a payload at its retirement.
+
+    Only payloads whose start is known count: a start missing from a drained worker's
+    ads is the collector catching up (its dynamic slot not advertised yet), for a
+    payload that began around the drain, far from its retirement.
+    """
+    return tuple(
+        w.name
+        for w in supply.workers
+        if ours(w) and w.name and w.oldest_job_start is not None and not drain_safe(w, policy, now)
+    )
 
 
 def decide(
