@@ -42,11 +42,16 @@ class ConfigError(NomadwnError):
     line pass an empty one.
     """
 
+    SHOWN = 50
+    """The message lists at most this many problems (``problems`` keeps them all, for ``--json``)."""
+
     def __init__(self, source: str, problems: list[FieldProblem], *, context: str = " in the site file") -> None:
         self.source = source
         self.problems = problems
         lines = [f"{source}: {len(problems)} problem(s){context}"]
-        lines += [f"  {p}" for p in problems]
+        lines += [f"  {p}" for p in problems[: self.SHOWN]]
+        if len(problems) > self.SHOWN:
+            lines.append(f"  ... and {len(problems) - self.SHOWN} more")
         super().__init__("\n".join(lines))
 
 

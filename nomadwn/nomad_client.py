@@ -146,6 +146,13 @@ class NomadClient:
             raise NomadError(self._network_message(what, exc.nomad_resp)) from None
         except requests.RequestException as exc:  # python-nomad's TimeoutNomadException is one of these
             raise NomadError(self._network_message(what, exc)) from None
+        except OSError as exc:  # requests raises a plain OSError for a missing CA bundle or client certificate
+            raise NomadError(
+                self._scrub(
+                    f"{what} at {self._address}: cannot use the TLS files ({exc}): check that NOMAD_CACERT,"
+                    " NOMAD_CLIENT_CERT and NOMAD_CLIENT_KEY name readable PEM files"
+                )
+            ) from None
 
     def _http_message(self, what: str, exc: nomad_exc.BaseNomadException, summary: str) -> str:
         body = ""

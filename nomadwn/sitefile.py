@@ -6,7 +6,8 @@ the dotted path of every bad field:
 0. read at most :data:`MAX_BYTES` of UTF-8 text;
 1. parse the YAML, safely (libyaml's C parser where present): duplicate keys, aliases
    (``*name``: an alias bomb, or an alias of itself, could make any walk over the data
-   explode), nesting deeper than :data:`MAX_DEPTH` and any tag beyond YAML's own
+   explode), nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_NODES` values,
+   more than :data:`MAX_FLAVOURS` flavours and any tag beyond YAML's own
    scalars and collections are errors naming the line, never a silent overwrite, a
    traceback or a hang;
 2. refuse inline secrets anywhere in the file (an IDTOKEN, a PEM key, a
@@ -42,6 +43,10 @@ _SECRET_KEY_RE = re.compile(r"(?i)(token|passw|secret|credential|api[_-]?key|pri
 
 MAX_BYTES: Final = 1 << 20
 """The largest site file read, in bytes (1 MiB: the example is 5 kB, 300 flavours about 400 kB)."""
+MAX_FLAVOURS: Final = 1000
+"""The most flavours a site may have (a real site has a handful; the render bench goes to 400)."""
+MAX_NODES: Final = 50_000
+"""The most values (scalars, mappings, sequences) in a site file (the example: 282; 400 flavours: about 30,000)."""
 MAX_DEPTH: Final = 32
 """The deepest nesting of mappings and sequences accepted (the site model needs 6)."""
 
@@ -73,7 +78,7 @@ class _Refused(yaml.MarkedYAMLError):
 
 def _check_events(text: str) -> None:
     """Refuse aliases and deep nesting before anything is built (libyaml's events, no objects)."""
-    depth = 0
+    depth = nodes = 0
     for event in yaml.parse(text, Loader=_SafeLoader):
         mark: Any = event.start_mark  # libyaml's Mark or PyYAML's: both have line and column
         if isinstance(event, yaml.AliasEvent):
@@ -82,6 +87,13 @@ def _check_events(text: str) -> None:
                 " or put settings shared by flavours under defaults",
                 problem_mark=mark,
             )
+        if isinstance(event, yaml.ScalarEvent | yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(
+                    problem=f"more than {MAX_NODES:,} values in a site file; a real site has a few thousand",
+                    problem_mark=mark,
+                )
         if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -242,6 +254,12 @@ def parse_site(data: Any, source: str = "<site>") -> Site:
     if not isinstance(flavours_raw, dict) or not flavours_raw:
         problems.append(
             FieldProblem("flavours", "name at least one flavour, as a mapping from flavour name to its settings")
+        )
+        raise ConfigError(source, problems)
+
+    if len(flavours_raw) > MAX_FLAVOURS:
+        problems.append(
+            FieldProblem("flavours", f"at most {MAX_FLAVOURS} flavours in a site file, not {len(flavours_raw)}")
         )
         raise ConfigError(source, problems)
 

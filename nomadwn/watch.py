@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nomadwn.consul import ConsulHealth
+from nomadwn.errors import ConsulError
 from nomadwn.nomad import Allocation, Deployment, Evaluation, NomadAPI, PlacementFailure
 
 Outcome = Literal["healthy", "complete", "failed", "timeout"]
@@ -359,7 +360,19 @@ class Watcher:
             index = listed.index
             now = self.clock()
             new = [a for a in listed.value if a.job_version == version and a.desired_status == "run"]
-            health.observe([a for a in new if _live(a)], now)
+            try:
+                health.observe([a for a in new if _live(a)], now)
+            except ConsulError as exc:
+                # No verdict (not a failure of the job: nomadwn reverts nothing).
+                reasons = [
+                    str(exc),
+                    "the job is registered and Nomad keeps rolling it out; set CONSUL_HTTP_ADDR (and a token with "
+                    "service:read and node:read) or use update.health_check: task_states, then watch with "
+                    "`nomadwn status`",
+                ]
+                return Verdict(
+                    job_id, "timeout", f"{job_id}: no verdict: cannot read the workers' Consul checks", reasons
+                )
             health.nodes.update({a.node_id: a.node_name or a.node_id[:8] for a in listed.value if _live(a)})
             verdict, progress = self._judge_nodes(job_id, version, listed.value, health, rollout, now)
             if progress != last and self.on_progress is not None:

@@ -81,6 +81,18 @@ HOSTILE: list[tuple[str, str | bytes, str]] = [
     ("unhashable-key", "? [a, b]\n: x\n", "line 1, column 3: found unhashable key"),
     ("too-big", "#" * (MAX_BYTES + 1), "larger than 1 MiB, the limit for a site file"),
     ("not-a-mapping", "- a\n- b\n", "the site file must be a mapping with name, defaults and flavours"),
+    (
+        "too-many-values",
+        "name: x\nflavours: [" + "1, " * 50_001 + "]\n",
+        # node 50,001: the root mapping, name, x, flavours and the sequence are the first five
+        f"line 2, column {len('flavours: [') + 1 + 3 * (50_001 - 6)}: more than 50,000 values in a site file;"
+        " a real site has a few thousand",
+    ),
+    (
+        "too-many-flavours",
+        "name: x\nflavours:\n" + "".join(f"  f{i}: {{}}\n" for i in range(1001)),
+        "flavours: at most 1000 flavours in a site file, not 1001",
+    ),
     ("empty", "", "the site file must be a mapping with name, defaults and flavours"),
 ]
 
@@ -91,6 +103,20 @@ def test_hostile_site_file_gets_one_clear_error(tmp_path: Path, content: str | b
     with pytest.raises(ConfigError) as caught:
         load_site(path)
     assert str(caught.value) == f"{path}: 1 problem(s) in the site file\n  {problem}"
+
+
+def test_a_long_list_of_problems_is_cut_in_the_message_not_in_the_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, "".join(f"k{i}: 1\n" for i in range(60)))
+    with pytest.raises(ConfigError) as caught:
+        load_site(path)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"{path}: 61 problem(s) in the site file"
+    assert lines[1:3] == [
+        "  k0: unknown top-level key; use name, nomad, autoscaler, monitoring, defaults, flavours",
+        "  k1: unknown top-level key; use name, nomad, autoscaler, monitoring, defaults, flavours",
+    ]
+    assert lines[51:] == ["  ... and 11 more"]
+    assert len(caught.value.problems) == 61
 
 
 def test_alias_bomb_is_refused_before_anything_is_built(tmp_path: Path) -> None:
@@ -225,4 +251,18 @@ def test_cli_reports_a_bad_environment_variable(tmp_path: Path) -> None:
     assert result.output == (
         "error: environment: 1 problem(s)\n"
         "  NOMADWN_CONDOR_TIMEOUT: 'abc' is not a positive number of seconds, such as 20\n"
+    )
+
+
+def test_a_missing_nomad_ca_file_is_a_nomad_error_not_a_traceback(tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLE
+
+    missing = tmp_path / "no-such-ca.pem"
+    env = {"NOMAD_ADDR": "https://127.0.0.1:1", "NOMAD_CACERT": str(missing), "NOMAD_TOKEN": ""}
+    result = CliRunner().invoke(app, ["plan", str(EXAMPLE), "cntwn"], env=env)
+    assert result.exit_code == 255
+    assert result.output == (
+        "error: planning job glasgow-cntwn at https://127.0.0.1:1: cannot use the TLS files (Could not find a suitable"
+        f" TLS CA certificate bundle, invalid path: {missing}): check that NOMAD_CACERT, NOMAD_CLIENT_CERT and"
+        " NOMAD_CLIENT_KEY name readable PEM files\n"
     )

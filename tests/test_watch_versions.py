@@ -223,3 +223,18 @@ def test_2_0_system_rollout_follows_the_deployment_and_leaves_the_revert_to_noma
         fake.settle(timeout=20)
         broken = [a for a in fake.allocations("glasgow-cntwn") if a["Job"]["Version"] == 1]
         assert len(broken) == 1
+
+
+def test_1_10_consul_unreachable_gives_no_verdict_and_no_revert() -> None:
+    with FakeNomad(step_delay=0.02, version="1.10.5", nodes=_nodes()) as fake:
+        site = parse_site(_site("1.10"))
+        nomad = NomadClient(NomadSettings(address=fake.address))
+        nowhere = ConsulClient(ConsulSettings(address="http://127.0.0.1:1", timeout=2))
+        (planned,) = plan_site(site, nomad, ["cntwn"])
+        result = deploy_flavour(
+            nomad, planned, Watcher(nomad, consul=nowhere, block=0.5), timeout=30, rollout=rollout_of(site, "cntwn")
+        )
+        assert result.verdict is not None
+        assert (result.verdict.outcome, result.verdict.exit_code) == ("timeout", 2)
+        assert result.verdict.summary == "glasgow-cntwn: no verdict: cannot read the workers' Consul checks"
+        assert result.reverted_to is None
