@@ -196,15 +196,16 @@ class Supply:
         """
         return tuple(sorted(self.workers, key=lambda w: w.index, reverse=True))
 
-    def unclaimed_tail(self) -> int:
-        """How many of the highest-index workers can go without touching a job, counting down.
+    def removable_tail(self) -> int:
+        """How many of the highest-index workers Nomad may stop without touching a job, counting down.
 
-        Unclaimed workers, and draining workers that have become empty, qualify; the
-        first worker that runs a job (or is starting, overdue or other) ends the run.
+        Only drained, empty workers qualify (the startd refuses new jobs, none runs);
+        the first other worker ends the run. An *unclaimed* worker is drained first:
+        the collector's "Unclaimed" can predate a match the negotiator just made.
         """
         run = 0
         for worker in self.top():
-            if not (worker.state == "unclaimed" or (worker.state == "draining" and worker.empty)):
+            if not (worker.state == "draining" and worker.empty):
                 break
             run += 1
         return run

@@ -218,13 +218,7 @@ def flavour_status(site: Site, name: str, nomad: NomadAPI, consul: ConsulHealth 
     t = _target(site, name)
     matched = _instances_of(consul.service_health(t.service), (a.id for a in allocs))
     checks = ServiceHealth.of(i for group in matched.values() for i in group)
-    return _replace(row, checks=checks)
-
-
-def _replace(row: FlavourStatus, **changes: Any) -> FlavourStatus:
-    from dataclasses import replace
-
-    return replace(row, **changes)
+    return dataclass_replace(row, checks=checks)
 
 
 @dataclass
@@ -356,7 +350,7 @@ def pool_status(
                 errors["consul"] = str(exc)
             else:
                 matched = _instances_of(instances, [*by_id, *workers])
-                row = _replace(
+                row = dataclass_replace(
                     row, checks=ServiceHealth.of(i for a in by_id for i in matched.get(a, [])) if by_id else None
                 )
         ids = sorted({*by_id, *workers}, key=lambda i: (by_id[i].index if i in by_id else None) or 0)
@@ -379,7 +373,7 @@ def pool_status(
         if flavour is not None and supply is not None:
             requirements = flavour.autoscale.requirements if flavour.autoscale is not None else None
             idle = _demand_fitting(flavour, demands[requirements])
-        rows.append(_replace(row, workers=tuple(statuses), idle_jobs=idle))
+        rows.append(dataclass_replace(row, workers=tuple(statuses), idle_jobs=idle))
     return PoolStatus(site=site.name, flavours=tuple(rows), taken_at=now, errors=errors, skipped=skipped)
 
 

@@ -161,7 +161,8 @@ def test_no_step_scales_in_or_drains_on_a_blind_observation(
 
 
 def test_expected_schedds_by_name_or_number() -> None:
-    sup = Supply((Worker(alloc_id="a", state="unclaimed", index=0, cpus_free=8, memory_free_mb=16384),), NOW, 1)
+    idle = Worker(alloc_id="a", name="w", state="draining", index=0, cpus_free=8, memory_free_mb=16384)
+    sup = Supply((idle,), NOW, 1)  # drained and empty: removable when the observation can be trusted
     seen = Demand((), NOW, ("s1",))
     assert decide(Observation(seen, sup), BASE, History(), NOW).direction == "down"
     named = replace(BASE, schedds=("s1", "s2"), min_schedds=2)

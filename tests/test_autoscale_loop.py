@@ -128,11 +128,17 @@ def test_cooldown_after_scaling_up_holds_the_next_evaluation(site: Site) -> None
 def test_scale_in_removes_only_the_unclaimed_workers_at_the_top(site: Site) -> None:
     w = World(with_retirement(site))
     w.claim(0, 2)  # indexes 1 and 3 unclaimed: only index 3 sits at the top
+    top, claimed = w.ids()[3], w.ids()[2]
     step = w.scaler.step()
-    # Two idle workers are surplus: index 3 goes now, index 2 (claimed) is drained to follow.
-    assert [s["count"] for s in w.scales()] == [3]
-    assert "down by 1 idle worker(s) at the top of the allocation index" in step.flavours[0].reason
-    assert w.condor.drain_calls == [("drain", (f"w-{w.ids()[2]}",))]
+    # Two idle workers are surplus: index 3 (idle) is drained before it goes, index 2 (claimed)
+    # is drained to follow; nothing is removed on a collector's "Unclaimed" alone.
+    assert w.scales() == []
+    assert "draining 1 idle worker(s) at the top before removing them" in step.flavours[0].reason
+    assert w.condor.drain_calls == [("drain", (f"w-{top}", f"w-{claimed}"))]
+    w.clock.advance(600)
+    step = w.scaler.step()
+    assert [s["count"] for s in w.scales()] == [3]  # the drained, empty top; index 2 still runs its payload
+    assert "down by 1 drained empty worker(s) at the top of the allocation index" in step.flavours[0].reason
 
 
 def test_a_claimed_worker_at_the_top_is_drained_then_removed_once_empty(site: Site) -> None:
@@ -142,15 +148,14 @@ def test_a_claimed_worker_at_the_top_is_drained_then_removed_once_empty(site: Si
     step = w.scaler.step()
     assert w.scales() == []
     assert "draining 1 claimed worker(s) at the top (no new jobs; running ones finish)" in step.flavours[0].reason
-    assert w.condor.drain_calls == [("drain", (f"w-{top}",))]
-    assert step.flavours[0].action == "drained 1 worker(s)"
+    assert w.condor.drain_calls[0] == ("drain", (f"w-{top}", f"w-{w.ids()[2]}"))  # and the idle one below
     w.clock.advance(600)
-    step = w.scaler.step()
-    assert w.scales() == [] and "draining worker(s) at the top still run jobs" in step.flavours[0].reason
+    w.scaler.step()
+    assert w.scales() == [], "the drained top still runs its payload"
     del w.condor.claims[top]  # its payload ends: drained and empty
     w.clock.advance(600)
     w.scaler.step()
-    assert [s["count"] for s in w.scales()] == [2]  # the empty drained worker and one idle one (max_scale_down 2)
+    assert [s["count"] for s in w.scales()] == [2]  # the drained top and the drained one below (max_scale_down 2)
     assert top not in w.ids()
 
 
@@ -158,7 +163,7 @@ def test_without_retirement_a_claimed_worker_is_never_drained(site: Site) -> Non
     w = World(with_retirement(site, None))  # no lifespan.retirement: a drain would evict at once
     w.claim(3)
     step = w.scaler.step()
-    assert w.condor.drain_calls == [] and w.scales() == []
+    assert all(f"w-{w.ids()[3]}" not in names for _, names in w.condor.drain_calls) and w.scales() == []
     assert "without lifespan.retirement a drain evicts their payloads" in step.flavours[0].reason
 
 
@@ -168,7 +173,7 @@ def test_our_drain_is_cancelled_before_htcondor_would_evict_the_payload(site: Si
     top = w.ids()[3]
     w.condor.job_starts[top] = NOW - 3600
     w.scaler.step()
-    assert w.condor.drain_calls == [("drain", (f"w-{top}",))]
+    assert w.condor.drain_calls == [("drain", (f"w-{top}", f"w-{w.ids()[2]}"))]  # and an idle one below
     w.clock.advance(86400 - 3600 - 120)  # the payload is 2 minutes from its 24h retirement
     w.condor.no_schedds = True  # even on a blind observation
     step = w.scaler.step()
@@ -179,14 +184,26 @@ def test_our_drain_is_cancelled_before_htcondor_would_evict_the_payload(site: Si
 def test_demand_back_cancels_our_drain_instead_of_starting_a_worker(site: Site) -> None:
     w = World(with_retirement(site), workers=1)
     w.claim(0)
-    w.condor.free[w.ids()[0]] = (0, 0)
+    w.condor.free[w.ids()[0]] = (4, 8192)  # a payload runs on half of it
+    w.condor.drained.add(w.ids()[0])
+    w.condor.reasons[w.ids()[0]] = "nomadwn autoscale: scale-in of elastic"
+    w.condor.idle[(4, 8000)] = 1
+    step = w.scaler.step(force=True)
+    assert w.condor.drain_calls == [("cancel_drain", (f"w-{w.ids()[0]}",))]
+    assert w.scales() == [] and w.dispatches() == []
+    assert "1 kept by cancelling their drain" in step.flavours[0].reason
+
+
+def test_a_full_drained_worker_is_not_kept_for_returning_demand(site: Site) -> None:
+    """Cancelling the drain of a worker with nothing free would start no job sooner."""
+    w = World(with_retirement(site), workers=1)
+    w.claim(0)
     w.condor.drained.add(w.ids()[0])
     w.condor.reasons[w.ids()[0]] = "nomadwn autoscale: scale-in of elastic"
     w.condor.idle[(8, 16000)] = 1
-    step = w.scaler.step()
-    assert w.condor.drain_calls == [("cancel_drain", (f"w-{w.ids()[0]}",))]
-    assert w.scales() == []
-    assert "1 kept by cancelling their drain" in step.flavours[0].reason
+    w.scaler.step(force=True)
+    assert w.condor.drain_calls == []
+    assert [s["count"] for s in w.scales()] == [2]
 
 
 def test_a_drain_someone_else_started_is_left_alone(site: Site) -> None:
@@ -201,19 +218,35 @@ def test_a_drain_someone_else_started_is_left_alone(site: Site) -> None:
 
 
 def test_a_worker_claimed_between_observation_and_action_is_not_removed(site: Site) -> None:
+    """The collector said "Unclaimed" while the negotiator had just matched a job to it (issue 8).
+
+    An idle worker is drained before it is removed, so the late claim runs to its end on
+    a drained worker; and the re-read just before the scale call sees a claim too.
+    """
     w = World(site)
+    top = w.ids()[3]
+    step = w.scaler.step()  # drains the two idle workers at the top
+    assert w.scales() == [] and w.condor.drain_calls == [("drain", (f"w-{top}", f"w-{w.ids()[2]}"))]
+    w.claim(3)  # the match the collector had not shown yet
+    w.clock.advance(60)
+    step = w.scaler.step()
+    assert top in w.ids(), "a claimed worker was removed"
+    assert w.scales() == []
+
     calls = {"n": 0}
 
     def claim_on_second_look() -> None:
         calls["n"] += 1
         if calls["n"] == 2:
-            w.claim(3)
+            w.claim(2)
 
+    w.condor.claims.pop(top)
     w.condor.on_workers = claim_on_second_look
+    w.clock.advance(60)
     step = w.scaler.step()
-    assert w.scales() == []
     elastic = {r.flavour: r for r in step.flavours}["elastic"]
-    assert elastic.action.startswith("not scaled: the workers changed since the observation")
+    assert elastic.action.startswith("not scaled: the workers changed since the observation"), elastic
+    assert w.scales() == []
 
 
 def test_batch_flavour_dispatches_one_child_per_worker_and_never_scales_in(site: Site) -> None:
@@ -290,7 +323,9 @@ def test_no_scale_in_on_a_blind_observation(site: Site, where: str, what: str, r
     w.nomad.fail.clear()
     w.condor.partial, w.condor.demand_age = False, 0
     w.clock.advance(60)
-    w.scaler.step(force=True)
+    w.scaler.step(force=True)  # drains the idle top workers
+    w.clock.advance(60)
+    w.scaler.step(force=True)  # removes them, drained and empty
     assert [s["count"] for s in w.scales()] == [2]
 
 

@@ -326,11 +326,10 @@ def test_close_releases_blocked_queries() -> None:
     waiter = threading.Thread(target=_blocking_get, args=(f, "/v1/jobs", out), kwargs={"index": index, "wait": "60s"})
     waiter.start()
     time.sleep(0.1)
-    start = time.monotonic()
     f.close()
-    waiter.join(timeout=10)
+    # The query asked to block for 60 s: it is back long before that only because close released it.
+    waiter.join(timeout=30)
     assert not waiter.is_alive()
-    assert time.monotonic() - start < 5
 
 
 # ---------------------------------------------------------------------------
@@ -916,10 +915,8 @@ def test_fail_next_answers_errors_then_recovers(fake: FakeNomad) -> None:
 
 def test_hang_next_times_out_clients(fake: FakeNomad) -> None:
     fake.hang_next(1, seconds=2)
-    start = time.monotonic()
-    with pytest.raises(requests.Timeout):
+    with pytest.raises(requests.Timeout):  # the client gave up: the fake held the answer back
         requests.get(url(fake, "/v1/jobs"), timeout=0.3)
-    assert time.monotonic() - start < 1.5
     assert get(fake, "/v1/jobs").status_code == 200
     fake.hang_next(1)  # until close: closing must not wait for it
 

@@ -292,3 +292,35 @@ def test_example_site_never_kills_a_payload(tmp_path: Path, jobs: list[tuple[int
     assert stats.unfinished == 0
     assert stats.used <= stats.provisioned + 1e-9
     assert math.isclose(stats.used, trace.core_hours())
+
+
+def test_drain_by_hand(tmp_path: Path) -> None:
+    """condor_drain -graceful on the model: no new job, each payload retires from its own start.
+
+    One static 8-core worker with retirement 300 s, one 1000 s job at t=0 (starts at 60)
+    and one 100 s job at t=100. Drained at t=90: the second job stays idle, the first is
+    evicted at 60 + 300 = 360 (killed, requeued). Cancelled at t=400: both start at the
+    next negotiation cycle (t=420).
+    """
+    from nomadwn.simulate.world import SimFlavour, World
+
+    trace = read_trace(swf(tmp_path, [(0, 1000, 1), (100, 100, 1)]))
+    world = World(trace, Cluster(1, 8, 65536), start_delay=30)
+    flavour = SimFlavour("static", "static", "service", 8, 16384, retirement=300)
+    world.add_static(flavour, 1)
+    (worker,) = world.workers.values()
+    world.advance_to(90)
+    assert world.running == 1
+    world.drain(worker.name, on=True)
+    assert worker.state == "draining"
+    world.advance_to(359)
+    assert (world.running, world.idle_jobs, world.killed) == (1, 1, 0)
+    world.advance_to(360)
+    assert (world.running, world.idle_jobs, world.killed) == (0, 2, 1)
+    world.advance_to(400)
+    world.drain(worker.name, on=False)
+    world.advance_to(419)
+    assert world.running == 0
+    world.advance_to(420)
+    assert (world.running, world.idle_jobs) == (2, 0)
+    assert sorted(world.waits) == [60, 320]  # first starts only: the evicted job's wait was 60 s

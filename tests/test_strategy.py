@@ -110,13 +110,20 @@ def test_unknown_supply_holds() -> None:
 
 
 def test_scale_in_only_through_the_idle_top_and_drains_the_claimed_in_the_way() -> None:
-    obs = Observation(demand(), supply("unclaimed", "claimed", "unclaimed", "unclaimed"))
+    four = supply("unclaimed", "claimed", "unclaimed", "unclaimed")
+    obs = Observation(demand(), four)
     d = decide(obs, POLICY, History(), NOW)
-    # 3 idle workers are surplus: the top two (index 3, 2) go now (max_scale_down 2); index 1,
-    # claimed, is in the way and is drained; index 0 stays to take new jobs.
+    # 3 idle workers are surplus: the top two (index 3, 2) are drained before they go
+    # (max_scale_down 2); nothing is removed on the collector's "Unclaimed" alone.
+    assert (d.count, d.drain) == (4, ("w3", "w2"))
+    drained = replace(
+        four, workers=(*four.workers[:2], worker(2, "draining", (8, 16384)), worker(3, "draining", (8, 16384)))
+    )
+    d = decide(Observation(demand(), drained), POLICY, History(), NOW)
+    # Now index 3 and 2 are drained and empty: they go; index 1, claimed, is in the way and is drained.
     assert (d.count, d.drain) == (2, ("w1",))
     blocked = decide(Observation(demand(), supply("unclaimed", "unclaimed", "claimed")), POLICY, History(), NOW)
-    assert (blocked.direction, blocked.drain) == ("none", ("w2",))
+    assert (blocked.direction, blocked.drain) == ("none", ("w2", "w1"))
     assert "draining 1 claimed worker(s) at the top (no new jobs; running ones finish)" in blocked.reason
 
 
@@ -127,8 +134,8 @@ def test_a_busy_pool_with_an_empty_queue_is_not_drained() -> None:
 
 def test_jobs_packed_into_an_idle_worker_keep_it() -> None:
     d = decide(Observation(demand((8, 1024, 1)), supply("claimed", "unclaimed", "unclaimed")), POLICY, History(), NOW)
-    # The job is packed into index 1 (lowest idle first): index 2 is surplus and goes.
-    assert (d.count, d.drain) == (2, ())
+    # The job is packed into index 1 (lowest idle first): index 2 is surplus, drained to go.
+    assert (d.count, d.drain) == (3, ("w2",))
 
 
 def test_a_drained_empty_worker_at_the_top_is_removed() -> None:
@@ -232,7 +239,7 @@ def test_decisions_are_always_safe(obs: Observation, policy: Policy, history: Hi
     if d.direction == "down":
         assert not blind, "an unknown, partial or stale observation must never scale in"
         assert policy.can_scale_in, "batch flavours shrink only by expiring"
-        assert current - d.count <= min(obs.supply.unclaimed_tail(), policy.max_scale_down)
+        assert current - d.count <= min(obs.supply.removable_tail(), policy.max_scale_down)
         assert d.count >= policy.min
     if d.direction != "none" and current >= policy.min and history.last_action_at is not None:
         wait = policy.cooldown_on_scale_up if history.last_direction == "up" else policy.cooldown
@@ -271,13 +278,15 @@ def test_quota_never_lowers_a_count_and_ignores_none() -> None:
         max_size=6,
     ),
     st.integers(1, 400),
+    st.integers(0, 200),
 )
-def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int) -> None:
+def test_quota_invariants(rows: list[tuple[int, int, int]], quota: int, elsewhere: int) -> None:
+    """The quota holds over every flavour: the ones deciding now and the cores ``elsewhere`` (not due)."""
     policies = {f"f{i}": _policy(c) for i, (c, _, _) in enumerate(rows)}
     decisions = {f"f{i}": Decision(cur, max(0, cur + delta), "r") for i, (_, cur, delta) in enumerate(rows)}
-    out = apply_quota(decisions, policies, quota)
-    held = sum(d.current * policies[n].worker_cores for n, d in decisions.items())
-    after = sum(max(d.count, d.current) * policies[n].worker_cores for n, d in out.items())
+    out = apply_quota(decisions, policies, quota, elsewhere)
+    held = elsewhere + sum(d.current * policies[n].worker_cores for n, d in decisions.items())
+    after = elsewhere + sum(max(d.count, d.current) * policies[n].worker_cores for n, d in out.items())
     assert after <= max(quota, held)  # growth stops at the quota
     for name, d in out.items():
         asked = decisions[name]

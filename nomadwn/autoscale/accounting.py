@@ -14,12 +14,14 @@ no job asks for a new worker while a worker it fits has room for it::
     1. absorb into spare capacity (cores and memory both) of the candidates' workers:
        claimed workers' free cores first, then starting workers, then unclaimed ones
        from the lowest allocation index up (the top ones stay free to be removed)
-    2. the rest go to new workers of the first candidate that can still grow
+    2. then into the free capacity of the workers this autoscaler is draining: their
+       drain is cancelled rather than a new worker started (*reclaimed*)
+    3. the rest go to new workers of the first candidate that can still grow
        (headroom = max - count; none from zero without scale_from_zero), packed
        first-fit into that flavour's worker size; when it is full, the next one
-    3. a candidate whose workers could not be observed stops the walk: its jobs are
+    4. a candidate whose workers could not be observed stops the walk: its jobs are
        *held* (it will hold, fail static), never pushed on to the next flavour
-    4. jobs no candidate can grow for are *unserved*; jobs no flavour may run or
+    5. jobs no candidate can grow for are *unserved*; jobs no flavour may run or
        fit are *unfit*; both are reported, neither asks for a worker
 
 Cost: O(shapes × workers) per evaluation, with counts (never one job at a time).
@@ -31,9 +33,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nomadwn.autoscale.policy import Policy
-from nomadwn.pool import Demand, JobShape, Supply
+from nomadwn.pool import Demand, JobShape, Supply, Worker
+
+DRAIN_REASON = "nomadwn autoscale"
+"""How the drains this autoscaler starts begin their ``DrainReason``: only those it cancels."""
+
+
+def ours(worker: Worker) -> bool:
+    """Whether this autoscaler drains the worker (its DrainReason says so)."""
+    return worker.state == "draining" and worker.drain_reason.startswith(DRAIN_REASON)
+
 
 _RANK = {"claimed": 0, "starting": 1, "unclaimed": 2}
+_RECLAIM = 3  # a worker we drain: its free capacity, once the drain is cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +65,9 @@ class Share:
     workers), each with the count it took; ``absorbed`` of them fit its workers' spare
     capacity, the rest need ``new_workers`` new workers. ``used`` names the
     allocations whose spare capacity absorbed jobs (so they are not removed).
-    ``held`` jobs wait because its workers could not be observed.
+    ``held`` jobs wait because its workers could not be observed. ``reclaim`` names
+    the workers this autoscaler drains whose free capacity took jobs: their drain is
+    to be cancelled (instead of starting new workers).
     """
 
     shapes: tuple[JobShape, ...] = ()
@@ -61,6 +75,7 @@ class Share:
     new_workers: int = 0
     used: frozenset[str] = frozenset()
     held: int = 0
+    reclaim: frozenset[str] = frozenset()
 
     @property
     def jobs(self) -> int:
@@ -110,9 +125,11 @@ def account(demand: Demand, flavours: Mapping[str, FlavourView]) -> Accounting:
         if supply is None:
             continue
         for w in supply.workers:
-            rank = _RANK.get(w.state)
-            spare = w.spare
-            if rank is None or spare.cores <= 0:
+            if ours(w) and w.healthy is not False:
+                rank, spare = _RECLAIM, w.free
+            else:
+                rank, spare = _RANK.get(w.state, -1), w.spare
+            if rank < 0 or spare.cores <= 0:
                 continue
             bins.append(
                 (
@@ -130,6 +147,7 @@ def account(demand: Demand, flavours: Mapping[str, FlavourView]) -> Accounting:
     absorbed = dict.fromkeys(flavours, 0)
     held = dict.fromkeys(flavours, 0)
     used: dict[str, set[str]] = {n: set() for n in flavours}
+    reclaim: dict[str, set[str]] = {n: set() for n in flavours}
     unfit = unserved = 0
 
     for shape in sorted(demand.shapes, key=lambda s: (-s.cpus, -s.memory_mb)):
@@ -139,7 +157,7 @@ def account(demand: Demand, flavours: Mapping[str, FlavourView]) -> Accounting:
             continue
         left = shape.count
         allowed = set(candidates)
-        for _, free, alloc, name in bins:
+        for (rank, _, _), free, alloc, name in bins:
             if left == 0:
                 break
             if name not in allowed:
@@ -152,6 +170,8 @@ def account(demand: Demand, flavours: Mapping[str, FlavourView]) -> Accounting:
             left -= k
             absorbed[name] += k
             used[name].add(alloc)
+            if rank == _RECLAIM:
+                reclaim[name].add(alloc)
             took[name][shape] = took[name].get(shape, 0) + k
         for name in candidates:
             if left == 0:
@@ -193,6 +213,7 @@ def account(demand: Demand, flavours: Mapping[str, FlavourView]) -> Accounting:
             new_workers=len(opened[n]),
             used=frozenset(used[n]),
             held=held[n],
+            reclaim=frozenset(reclaim[n]),
         )
         if took[n] or used[n]
         else NO_SHARE

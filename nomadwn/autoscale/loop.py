@@ -26,9 +26,10 @@ clock. One step::
     each action (a slow observation can outlast the session):
         cancel drains  -> HTCondor: cancel the drains we started (demand is back)
         service up     -> Nomad job scale endpoint, the reason as the scaling event's message
-        service down   -> re-read the workers first; scale only if the removable top of the
-                          index still covers the removal (a worker claimed meanwhile stops it)
-        drain          -> HTCondor graceful drain of the claimed workers at the top
+        service down   -> re-read the workers first; scale only if the drained, empty top of
+                          the index still covers the removal
+        drain          -> HTCondor graceful drain of the workers at the top (idle ones before
+                          their removal, claimed ones so that they empty)
         batch up       -> dispatch one parameterized child per worker; the idempotency
                           token comes from the decision, so a retry reuses it
         batch down     -> never: ephemeral workers expire by their lifespan
@@ -477,9 +478,8 @@ class Autoscaler:
                 self.metrics.actions.labels(flavour=name, direction=direction, dry_run="false").inc()
                 st.last_count = decision.count
         if decision.drain:
-            outcome = self._drain(name, decision.drain, errors, cancel=False)
-            done.append(outcome)
-            acted = acted or outcome.startswith("drained")
+            # A drain prepares a scale-in and changes no count: it starts no cooldown.
+            done.append(self._drain(name, decision.drain, errors, cancel=False))
         if acted:
             st.history = History(last_action_at=self.clock(), last_direction="up" if direction == "up" else "down")
         text = "; ".join(done)
@@ -520,10 +520,10 @@ class Autoscaler:
             # Claims happen between observation and action: look again just before removing.
             fresh = self._supply(name, self.condor.workers(self.site.name))
             removing = decision.current - decision.count
-            if fresh.count != decision.current or fresh.unclaimed_tail() < removing:
+            if fresh.count != decision.current or fresh.removable_tail() < removing:
                 return (
                     f"not scaled: the workers changed since the observation "
-                    f"(count {fresh.count}, {fresh.unclaimed_tail()} idle at the top)"
+                    f"(count {fresh.count}, {fresh.removable_tail()} drained and empty at the top)"
                 )
         try:
             self.nomad.scale(job_id, GROUP, decision.count, f"nomadwn autoscale: {decision.reason}")

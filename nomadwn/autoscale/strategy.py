@@ -8,17 +8,18 @@ One evaluation, in the order nomad-autoscaler uses::
         v
     share (accounting.account): the idle jobs this flavour took, after the spare
     capacity of every worker absorbed what fits; shortfall = the new workers they need
-        |
-        +-- shortfall > 0: first cancel the drains this autoscaler started (a kept
-        |   worker instead of a new one), then up by ceil(rest / ramp), at most
-        |   max_scale_up
+        |   (the free cores of workers we drain count too: their drain is cancelled,
+        |   a kept worker instead of a new one)
+        +-- shortfall > 0: up by ceil(shortfall / ramp), at most max_scale_up
         +-- no shortfall, service flavour above min: scale in by drain
         |     surplus  = unclaimed workers no job was packed into, drained empty
         |                workers, and the workers this autoscaler drains
         |     the top `surplus` workers by allocation index (Nomad stops those first):
-        |       the unbroken run of removable ones at the top (unclaimed and unused, or
-        |       draining and empty) goes now: down by that many, at most max_scale_down
-        |       claimed ones among them are drained (no new job; running ones finish),
+        |       the unbroken run of drained, empty ones at the top goes now: down by
+        |       that many, at most max_scale_down; idle ones among them are drained
+        |       first (removed at a later evaluation: the collector's "Unclaimed" may
+        |       predate a match, a startd's "Draining" never does); claimed ones are
+        |       drained (no new job; running ones finish),
         |       unless a payload would reach its retirement within drain_margin
         |   and always, blind or not: a drain we started is cancelled before its oldest
         |   payload reaches its retirement (HTCondor would evict it then)
@@ -29,7 +30,7 @@ One evaluation, in the order nomad-autoscaler uses::
 
 Invariants (tested with hypothesis): the result stays within [min, max] unless only
 an unsafe move could get it there; an unknown, partial, blind or stale observation
-never lowers the count nor drains; a scale-in never exceeds the removable tail; no
+never lowers the count nor drains; a scale-in never exceeds the drained, empty tail; no
 step exceeds its maximum; a drain never evicts (HTCondor's graceful drain).
 """
 
@@ -39,7 +40,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from nomadwn.autoscale.accounting import FlavourView, Share, account
+from nomadwn.autoscale.accounting import DRAIN_REASON, FlavourView, Share, account, ours
 from nomadwn.autoscale.policy import Policy
 from nomadwn.pool import Demand, Observation, Supply, Worker
 
@@ -53,12 +54,10 @@ __all__ = [
     "blindness",
     "decide",
     "drain_safe",
+    "ours",
 ]
 
 Direction = Literal["up", "down", "none"]
-
-DRAIN_REASON = "nomadwn autoscale"
-"""How the drains this autoscaler starts begin their ``DrainReason``: only those it cancels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +111,14 @@ def _clamp(value: int, policy: Policy) -> int:
     return min(max(value, policy.min), policy.max)
 
 
-def _removable(worker: Worker, used: frozenset[str]) -> bool:
-    """Nomad may stop it now without touching a job or capacity a waiting job was packed into."""
-    if worker.state == "unclaimed":
-        return worker.alloc_id not in used
+def _removable(worker: Worker) -> bool:
+    """Nomad may stop it now: drained (the startd itself refuses new jobs) and empty.
+
+    An idle worker is drained first and removed at a later evaluation: the collector's
+    "Unclaimed" can be a few seconds old when the negotiator has just matched a job to
+    it, while a startd that advertises Draining was drained before that ad was sent.
+    """
     return worker.state == "draining" and worker.empty
-
-
-def ours(worker: Worker) -> bool:
-    """Whether this autoscaler drains the worker (its DrainReason says so)."""
-    return worker.state == "draining" and worker.drain_reason.startswith(DRAIN_REASON)
 
 
 def drain_safe(worker: Worker, policy: Policy, now: float) -> bool:
@@ -180,15 +177,11 @@ def decide(
     drain: tuple[str, ...] = ()
     if expiring:
         seen += f", {len(expiring)} drain(s) cancelled before a payload's retirement"
-    if shortfall > 0:
-        # Demand is back: keep workers we were draining (emptiest first) instead of starting new ones.
-        others = (w for w in supply.workers if ours(w) and w.name and w.name not in expiring)
-        kept = sorted(others, key=lambda w: -w.cpus_free)[: max(0, shortfall - len(expiring))]
-        cancel += tuple(w.name for w in kept)
-        shortfall -= len(cancel)
-        if kept:
-            seen += f", {len(kept)} kept by cancelling their drain"
-
+    # Demand is back: the workers we drain whose free cores took jobs are kept (drain cancelled).
+    kept = tuple(w.name for w in supply.workers if w.alloc_id in share.reclaim and w.name and w.name not in cancel)
+    if kept:
+        cancel += kept
+        seen += f", {len(kept)} kept by cancelling their drain"
     if shortfall > 0 and (current > 0 or policy.scale_from_zero):
         step = min(math.ceil(shortfall / policy.ramp), policy.max_scale_up)
         # Never down from here, even above max: only the scale-in rule may remove workers.
@@ -219,25 +212,34 @@ def _scale_in(supply: Supply, share: Share, policy: Policy, seen: str, now: floa
     current = supply.count
     used = share.used
     # Surplus: idle workers no waiting job was packed into, drained empty ones, and the ones we drain.
-    surplus = sum(1 for w in supply.workers if _removable(w, used) or ours(w))
+    surplus = sum(
+        1 for w in supply.workers if (w.state == "unclaimed" and w.alloc_id not in used) or _removable(w) or ours(w)
+    )
     wanted = min(surplus, current - policy.min)
     if wanted <= 0:
         return current, (), f"{seen}: holding at {current}, no worker to spare"
     top = supply.top()[:wanted]
     run = 0
     for w in top:
-        if not _removable(w, used):
+        if not _removable(w):
             break
         run += 1
     removing = min(run, policy.max_scale_down)
+    idle = [w for w in top if w.state == "unclaimed" and w.alloc_id not in used and w.name]
     claimed = [w for w in top if w.state == "claimed" and w.name]
-    drain = tuple(w.name for w in claimed if drain_safe(w, policy, now))[: policy.max_scale_down]
-    unsafe = len(claimed) - len([w for w in claimed if drain_safe(w, policy, now)])
+    safe = [w for w in claimed if drain_safe(w, policy, now)]
+    chosen = {w.alloc_id for w in (*idle, *safe)}
+    drain = tuple(w.name for w in top if w.alloc_id in chosen)[: policy.max_scale_down]  # the top first
+    unsafe = len(claimed) - len(safe)
     parts = []
     if removing:
-        parts.append(f"down by {removing} idle worker(s) at the top of the allocation index")
-    if drain:
-        parts.append(f"draining {len(drain)} claimed worker(s) at the top (no new jobs; running ones finish)")
+        parts.append(f"down by {removing} drained empty worker(s) at the top of the allocation index")
+    drained_idle = sum(1 for name in drain if name in {w.name for w in idle})
+    if drained_idle:
+        parts.append(f"draining {drained_idle} idle worker(s) at the top before removing them")
+    if len(drain) - drained_idle:
+        n = len(drain) - drained_idle
+        parts.append(f"draining {n} claimed worker(s) at the top (no new jobs; running ones finish)")
     if unsafe and policy.retirement <= 0:
         parts.append(
             f"not draining {unsafe} claimed worker(s): without lifespan.retirement a drain evicts their payloads"

@@ -231,3 +231,184 @@ def test_once_dry_run_on_the_example_site_prints_demand_supply_target_and_reason
     assert lines[5] == "  action: would scale up to 8 (dry run)"
     assert lines[6] == "burst (batch)"
     assert lines[7] == "  demand: 12 idle job(s), took 0, 0 into free capacity"  # 8 cores do not fit burst's 4
+
+
+# ---------------------------------------------------------------------------
+# Scale-in through drain (issue 8 part 3), two flavours for the same jobs (issue 9)
+
+SMALL, LARGE = "elastic", "elastic2"
+
+
+def two_flavour_site(pool: CondorPool) -> Site:
+    """Two autoscaled service flavours whose requirements match the same jobs: 2 cores and 4 cores.
+
+    Both retire payloads for 10 minutes (a graceful drain evicts a payload that long
+    after its start), so the autoscaler may drain a worker whose payload is young.
+    """
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    htcondor = data["defaults"]["htcondor"]
+    htcondor["collector"] = [pool.collector]
+    htcondor["port"] = _free_port()
+    htcondor["grid_env"] = None
+    del data["flavours"]["burst"]
+    base = data["flavours"][SMALL]
+    base.update(
+        count=0,
+        resources={"cores": 2, "memory": "1GiB"},
+        cvmfs={"mode": "bind"},
+        lifespan={"check_interval": "5s", "retirement": "10m"},
+        scaling={"min": 0, "max": 2},
+        update=None,
+        autoscale={
+            "evaluation_interval": "2s",
+            "cooldown": "0s",
+            "cooldown_on_scale_up": "0s",
+            "max_scale_up": 2,
+            "max_scale_down": 2,
+            "ramp": 1,
+            "stale_after": "60s",
+            "requirements": 'NomadwnRequired =?= "glasgow"',
+        },
+    )
+    large = yaml.safe_load(yaml.safe_dump(base))
+    large["resources"] = {"cores": 4, "memory": "2GiB"}
+    large["service"] = {**large.get("service", {}), "prometheus": None, "tags": ["cntwn", LARGE]}
+    data["flavours"][LARGE] = large
+    return parse_site(data, source="test site")
+
+
+class FlavourPlacement(Placement):
+    """A :class:`Placement` that starts each allocation as a worker of its own job's flavour."""
+
+    def on_running(self, alloc: dict[str, Any]) -> None:
+        flavour = str(alloc["JobID"]).removeprefix("glasgow-")
+        site = two_flavour_site(self.pool)  # its own port, as each container has
+        worker = make_worker(self.pool, site, flavour=flavour, alloc_id=alloc["ID"], job_id=alloc["JobID"])
+        worker.start()
+        with self.lock:
+            self.workers[alloc["ID"]] = worker
+            self.started.append(alloc["ID"])
+
+
+def _submit_one(pool: CondorPool, name: str, seconds: int, cpus: int = 1) -> int:
+    assert pool.pool_dir is not None and pool.pool_dir_in_chroot is not None
+    (pool.pool_dir / f"{name}.sub").write_text(
+        textwrap.dedent(
+            f"""\
+            universe = vanilla
+            executable = /bin/sleep
+            arguments = {seconds}
+            request_cpus = {cpus}
+            request_memory = 64
+            request_disk = 1024
+            +NomadwnRequired = "glasgow"
+            +NomadwnPayload = "{name}"
+            requirements = (TARGET.NomadwnSite == "glasgow")
+            should_transfer_files = NO
+            log = {name}.log
+            initialdir = {pool.pool_dir_in_chroot}
+            queue
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = pool.run(["condor_submit", "-terse", str(pool.pool_dir_in_chroot / f"{name}.sub")])
+    assert result.returncode == 0, result
+    return int(result.stdout.split(".")[0])
+
+
+def _running_on(pool: CondorPool, cluster: int) -> str | None:
+    result = pool.run(["condor_q", "-allusers", f"{cluster}", "-af", "JobStatus", "RemoteHost"], timeout=15)
+    parts = result.stdout.split()
+    return parts[1] if len(parts) == 2 and parts[0] == "2" else None
+
+
+def _fate(pool: CondorPool, cluster: int) -> tuple[str, ...]:
+    """(JobStatus, ExitCode, NumJobStarts, LastVacateTime) of a finished job, from HTCondor's history.
+
+    An evicted job has a ``LastVacateTime``; one that never was has none (``undefined``).
+    """
+    attrs = ["JobStatus", "ExitCode", "NumJobStarts", "LastVacateTime"]
+    history = pool.run(["condor_history", f"{cluster}", "-af", *attrs], timeout=15)
+    assert history.returncode == 0, history
+    return tuple(history.stdout.split())
+
+
+def test_scale_in_drains_the_claimed_top_worker_and_never_kills_its_payload(pool: CondorPool) -> None:
+    """The top worker runs a payload while the one below is idle: it is drained, not killed, then removed.
+
+    Story (2-core workers): job Q (2 cores, 45 s) starts worker [0]; job P (1 core,
+    100 s) does not fit beside it and gets worker [1], the top of the index. With no
+    job left idle, the autoscaler drains [1] (P keeps running), and [0] once Q ends.
+    Jobs R (2 cores) and S (1 core) arrive while P runs: they fit the free cores of
+    the drained workers, so the autoscaler cancels drains instead of starting one.
+    Everything ends: back to zero. The 4-core flavour, which matches the same jobs,
+    never gets a worker (each job counts once, for the cheapest flavour). P's fate
+    comes from HTCondor's history: exit 0, one start, never evicted.
+    """
+    site = two_flavour_site(pool)
+    placement = FlavourPlacement(pool, site)
+    with contextlib.ExitStack() as stack:
+        fake = stack.enter_context(FakeNomad(on_running=placement.on_running, on_stop=placement.on_stop))
+        stack.callback(placement.stop_all)
+        nomad = NomadClient(NomadSettings(address=fake.address))
+        for name in (SMALL, LARGE):
+            nomad.register(build_job(site, name), enforce_index=None, preserve_counts=False)
+        condor = HTCondorSource(CondorSettings(collectors=(pool.collector,), timeout=10))
+        scaler = Autoscaler(site, condor, nomad)
+        steps: list[StepReport] = []
+
+        def step() -> dict[str, Any]:
+            report = scaler.step(force=True)
+            steps.append(report)
+            assert not report.errors, report.errors
+            return {r.flavour: r for r in report.flavours}
+
+        def history() -> str:
+            return "\n".join(
+                f"{r.flavour} {r.current}->{r.target} {r.action}: {r.reason}" for s in steps for r in s.flavours
+            )
+
+        def until(what: str, done: Any, within: float = 120) -> None:
+            deadline = time.monotonic() + within
+            while not done():
+                assert time.monotonic() < deadline, f"{what} not within {within:.0f}s\n{history()}"
+                step()
+                time.sleep(2)
+
+        # Q outlasts the start of P's worker, so that the schedd cannot hand Q's claim to P.
+        q = _submit_one(pool, "q", 45, cpus=2)
+        until("Q running", lambda: _running_on(pool, q) is not None)
+        p = _submit_one(pool, "p", 100)
+        until("P running", lambda: _running_on(pool, p) is not None)
+        host_p = _running_on(pool, p)
+        assert host_p is not None and _running_on(pool, q) != host_p
+        name_p = host_p.split("@", 1)[1]
+
+        def p_drained() -> bool:
+            return any(w.name == name_p and w.state == "draining" for w in condor.workers("glasgow").workers)
+
+        until("P's worker drained", p_drained)
+        assert _running_on(pool, p) == host_p, "the drain left the payload running"
+        until("Q done", lambda: _running_on(pool, q) is None and _jobs_left(pool) == 1)
+
+        before = len(steps)
+        r, s = _submit_one(pool, "r", 5, cpus=2), _submit_one(pool, "s", 5)
+
+        def cancelled() -> bool:
+            return any("cancelled the drain of" in x.action for st in steps[before:] for x in st.flavours)
+
+        until("a drain cancelled for returning demand", cancelled, within=60)
+        assert _running_on(pool, p) == host_p
+        until("every job done and the pool back to zero", lambda: _jobs_left(pool) == 0 and not placement.workers,
+              within=240)  # fmt: skip
+
+    text = history()
+    assert _fate(pool, p) == ("4", "0", "1", "undefined"), text  # completed, exit 0, one start, never evicted
+    for cluster in (q, r, s):
+        assert _fate(pool, cluster)[:2] == ("4", "0"), (cluster, text)
+    large = [x for st in steps for x in st.flavours if x.flavour == LARGE]
+    assert all(x.target == 0 for x in large), text  # the same jobs were never counted for the 4-core flavour
+    small = [x for st in steps for x in st.flavours if x.flavour == SMALL]
+    assert max(x.target or 0 for x in small) <= 2 and small[-1].target == 0, text
+    assert all(state != "Claimed" for _, state in placement.stopped), (placement.stopped, text)

@@ -73,13 +73,10 @@ def source(pool: CondorPool) -> HTCondorSource:
 
 @pytest.mark.integration
 def test_idle_demand_counts_every_shape(source: HTCondorSource) -> None:
-    started = time.monotonic()
     demand = source.idle_demand()
-    elapsed = time.monotonic() - started
     assert demand.shapes == EXPECTED
     assert demand.jobs == 10
     assert demand.complete and len(demand.schedds) == 1, demand
-    assert elapsed < 2, f"idle_demand took {elapsed:.2f}s"
 
 
 @pytest.mark.integration
