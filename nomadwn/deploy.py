@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from nomadwn import nomad_api as api
 from nomadwn.errors import ConfigError, FieldProblem
-from nomadwn.model import Site, system_deployments
+from nomadwn.model import Site, system_deployments, update_strategy
 from nomadwn.nomad import NomadAPI, PlanResult
 from nomadwn.render import AUTOSCALER, build_autoscaler_job, build_job
 from nomadwn.units import duration_seconds
@@ -93,7 +93,7 @@ def rollout_of(site: Site, name: str) -> Rollout:
     if name not in site.flavours:
         return Rollout(tracked=True, nomad_version=site.nomad.version)
     f = site.flavours[name]
-    u = f.update
+    u = update_strategy(site, name)
     if f.kind == "service":
         tracked = True
     elif f.kind == "system":

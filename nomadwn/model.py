@@ -833,19 +833,54 @@ def longest_retirement(max_kill_timeout: timedelta) -> timedelta:
 
 DEFAULT_PROGRESS_DEADLINE = timedelta(minutes=10)
 
+NOMAD_DEFAULT_UPDATE = Update(
+    max_parallel=1,
+    canary=0,
+    auto_revert=False,
+    auto_promote=False,
+    health_check="checks",
+    min_healthy_time=timedelta(seconds=10),
+    healthy_deadline=timedelta(minutes=5),
+    stagger=timedelta(seconds=30),
+)
+"""Nomad's ``DefaultUpdateStrategy`` (api/jobs.go at v1.10.5 and v2.0.5), its progress deadline left to derive."""
+
+
+def update_strategy(site: Site, name: str) -> Update | None:
+    """The rolling-update strategy Nomad applies to flavour ``name``: the site's, or Nomad's default.
+
+    ``Job.Canonicalize`` (api/jobs.go, v1.10.5 and v2.0.5) gives a service job with no
+    ``update`` block ``DefaultUpdateStrategy``, and from 1.11 a system job too; its
+    10-minute progress deadline would fail every rollout of a worker whose payloads
+    retire for longer, because a replacement waits for its previous allocation to stop
+    (client/allocwatcher ``NewAllocWatcher``: every allocation with a
+    ``PreviousAllocation`` waits, local or remote). So nomadwn renders that default
+    explicitly, with the deadline derived by :func:`progress_deadline`. ``None``: Nomad
+    applies no strategy (batch jobs; system jobs up to 1.10).
+    """
+    f = site.flavours[name]
+    if f.update is not None:
+        return f.update
+    if f.kind == "service" or (f.kind == "system" and system_deployments(site)):
+        return NOMAD_DEFAULT_UPDATE
+    return None
+
 
 def progress_deadline(site: Site, name: str) -> timedelta:
     """The deployment's progress deadline: the site's, or long enough for old workers to retire.
 
     A destructive update stops an old worker (up to ``kill_timeout``) before its
-    replacement can become healthy (up to ``healthy_deadline``).
+    replacement can become healthy (up to ``healthy_deadline``): the replacement waits
+    for its previous allocation to stop before its health deadline starts
+    (client/allocrunner/alloc_runner_hooks.go runs the upstream-allocs hook before the
+    health watcher), while Nomad's progress deadline runs from the placement.
     """
-    f = site.flavours[name]
-    assert f.update is not None
-    if f.update.progress_deadline is not None:
-        return f.update.progress_deadline
+    u = update_strategy(site, name)
+    assert u is not None
+    if u.progress_deadline is not None:
+        return u.progress_deadline
     plan = shutdown_plan(site, name)
-    return max(DEFAULT_PROGRESS_DEADLINE, plan.kill_timeout + f.update.healthy_deadline)
+    return max(DEFAULT_PROGRESS_DEADLINE, plan.kill_timeout + u.healthy_deadline)
 
 
 def restart_mode(flavour: Flavour) -> Literal["fail", "delay"]:

@@ -44,6 +44,7 @@ from nomadwn.model import (
     shutdown_plan,
     static_port,
     system_deployments,
+    update_strategy,
 )
 from nomadwn.quoting import string_literal
 from nomadwn.resources import shipped_dir
@@ -100,7 +101,7 @@ def _spreads_of(spreads: list[Spread]) -> list[api.Spread] | None:
 
 def _update(site: Site, name: str) -> api.UpdateStrategy | None:
     f = site.flavours[name]
-    u = f.update
+    u = update_strategy(site, name)
     if u is None:
         return None
     if f.kind == "system" and not system_deployments(site):

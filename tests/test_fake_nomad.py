@@ -1589,3 +1589,27 @@ def test_2_0_system_canary_is_a_percentage_of_the_nodes_and_waits_for_promotion(
         dep = wait_deployment(fake, "sys", 1, "successful", timeout=10)
         assert dep["TaskGroups"]["worker"]["Promoted"] is True
         assert set(_versions_on(fake).values()) == {1}
+
+
+def test_alloc_stop_stops_one_allocation_and_places_a_replacement_keeping_the_count() -> None:
+    """``POST /v1/allocation/<id>/stop`` (nomad/alloc_endpoint.go Alloc.Stop): an alloc-stop eval, a replacement."""
+    stopped: list[str] = []
+    with FakeNomad(step_delay=STEP, on_stop=lambda a: stopped.append(str(a["ID"]))) as fake:
+        body = job_body(count=2)
+        body["Job"]["TaskGroups"][0]["Tasks"][0].update(KillSignal="SIGTERM", KillTimeout=3_600_000_000_000)
+        assert register(fake, body).status_code == 200
+        fake.settle()
+        first = sorted(a["ID"] for a in fake.allocations("web"))[0]
+        reply = requests.post(url(fake, f"/v1/allocation/{first}/stop"), timeout=10)
+        assert reply.status_code == 200 and reply.json()["EvalID"]
+        fake.settle()
+        allocs = fake.allocations("web")
+        live = [a for a in allocs if a["DesiredStatus"] == "run"]
+        assert len(live) == 2 and first not in {a["ID"] for a in live}
+        assert stopped == [first]
+        alloc = next(a for a in allocs if a["ID"] == first)
+        # The client caps the job's 1h kill_timeout at its max_kill_timeout (30 s by default).
+        assert (fake.kill_signal(alloc), fake.kill_timeout(alloc)) == ("SIGTERM", 30.0)
+        killing = [e for e in alloc["TaskStates"]["condor"]["Events"] if e["Type"] == "Killing"]
+        assert killing and killing[0]["KillTimeout"] == 30_000_000_000
+        assert requests.post(url(fake, "/v1/allocation/nope/stop"), timeout=10).status_code == 404

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,3 +140,17 @@ def test_accepting_the_risk_is_one_named_setting_reported_on_every_validate(tmp_
         result = CliRunner().invoke(app, ["validate", str(site_file)])
         assert result.exit_code == 0, result.output
         assert "warning: flavours.w.lifespan.accept_payload_loss: a Nomad stop" in result.output
+
+
+def test_every_flavour_of_the_example_and_init_site_is_covered_as_shipped() -> None:
+    """``nomadwn init`` writes the example site: as given, a Nomad stop lets every payload retire."""
+    from nomadwn.model import shutdown_plan, site_warnings
+    from nomadwn.resources import example_site_text
+
+    site = parse_site(yaml.safe_load(example_site_text()), "init site")
+    assert site_warnings(site) == []
+    for name in site.flavours:
+        plan = shutdown_plan(site, name)
+        assert plan.covered, name
+        assert plan.kill_timeout <= site.nomad.max_kill_timeout
+        assert build_job(site, name).TaskGroups[0].Tasks[0].KillTimeout == int(plan.kill_timeout.total_seconds() * 1e9)

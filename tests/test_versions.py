@@ -206,3 +206,38 @@ def test_a_healthy_deadline_too_short_for_the_first_passing_check_is_noted() -> 
     notes = site_notes(parse_site(data))  # default check: interval 60s + timeout 60s before the first pass
     assert [n.path for n in notes] == ["flavours.node.update.healthy_deadline"]
     assert "(6m)" in notes[0].message
+
+
+@pytest.mark.parametrize(
+    ("version", "kind", "rendered"),
+    [
+        ("1.10", "service", True),
+        ("2.0", "service", True),
+        ("1.10", "system", False),  # Canonicalize gives 1.10 system jobs no strategy
+        ("2.0", "system", True),
+    ],
+)
+def test_no_update_block_renders_nomads_default_with_a_deadline_retirement_can_meet(
+    version: str, kind: str, rendered: bool
+) -> None:
+    """Nomad's default strategy has a 10m progress deadline; a 48h retirement needs more.
+
+    api/jobs.go Job.Canonicalize (v1.10.5, v2.0.5) gives service jobs, and system jobs from
+    1.11 on, DefaultUpdateStrategy when the job has none. A replacement waits for its old
+    allocation to stop (up to kill_timeout), so that deadline would fail every rollout.
+    """
+    data = _site(version, {}, kind)
+    del data["flavours"]["node"]["update"]
+    if kind == "service":
+        data["flavours"]["node"]["count"] = 2
+    site = parse_site(data)
+    (job,) = [r.job.body()["Job"] for r in render_site(site)]
+    update = job.get("Update")
+    if not rendered:
+        assert update is None
+        return
+    kill_ns = job["TaskGroups"][0]["Tasks"][0]["KillTimeout"]
+    assert update["ProgressDeadline"] == kill_ns + update["HealthyDeadline"]
+    assert (update["MaxParallel"], update["AutoRevert"], update["Canary"]) == (1, False, 0)  # Nomad's own defaults
+    errors, warnings = nomad_rules.check(render_site(site)[0].job.body(), version)
+    assert (errors, warnings) == ([], [])
