@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 
 from nomadwn.errors import FieldProblem
 from nomadwn.units import Duration, SizeMB, duration_text
@@ -451,6 +451,20 @@ class Flavour(Strict):
     meta: dict[MetaKey, str] = {}
 
 
+def _schedds(value: object) -> int | list[str]:
+    """``autoscaler.schedds``: a whole number of at least 1, or a non-empty list of schedd names (one message)."""
+    what = "write how many schedds must answer (a whole number, at least 1) or a list of their names"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(what)
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        if any(_CONTROL_RE.search(v) for v in value):
+            raise ValueError(what)
+        return list(value)
+    raise ValueError(what)
+
+
 class AutoscalerService(Strict):
     """The autoscaler service of the site (``autoscaler`` block): shared limits, its leader
     lock and its own Nomad job (``<site>-autoscaler``, rendered next to the flavours).
@@ -467,7 +481,7 @@ class AutoscalerService(Strict):
 
     core_quota: Annotated[int, Field(ge=1)] | None = None
     negotiated_only: bool = False
-    schedds: Annotated[int, Field(ge=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = 1
+    schedds: Annotated[int | list[str], PlainValidator(_schedds)] = 1
     """The schedds an observation must hear from: their names, or how many at least.
     An observation that finds fewer is blind (no scale-in): an empty queue and a
     schedd whose ad is gone from the collector look alike."""

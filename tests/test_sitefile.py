@@ -223,6 +223,17 @@ CASES: list[tuple[str, Mutate, list[str]]] = [
         _set("autoscaler.lock_delay", "2m"),
         ["autoscaler.lock_delay: must be at most 60s (Consul's limit)"],
     ),
+    *[
+        (
+            f"autoscaler-schedds-{name}",
+            _set("autoscaler.schedds", value),
+            [
+                "autoscaler.schedds: write how many schedds must answer (a whole number, at least 1) "
+                "or a list of their names"
+            ],
+        )
+        for name, value in [("zero", 0), ("empty-name", [""]), ("boolean", True), ("empty-list", []), ("text", "two")]
+    ],
     (
         "autoscaler-image-unpinned",
         _drop("autoscaler.image.repository"),
