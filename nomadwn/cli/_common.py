@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -17,6 +17,7 @@ import typer
 from nomadwn.errors import NomadwnError
 
 if TYPE_CHECKING:
+    from nomadwn.condor import CondorSource
     from nomadwn.nomad import NomadAPI
 
 P = ParamSpec("P")
@@ -97,6 +98,19 @@ def nomad_client(address: str | None, namespace: str | None, region: str | None)
     from nomadwn.nomad_client import NomadClient
 
     return NomadClient(NomadSettings.from_env(address=address, namespace=namespace, region=region))
+
+
+def condor_source(collectors: Sequence[str]) -> CondorSource:
+    """The real HTCondor source (imported only here) for a pool whose collectors the site file names.
+
+    Precedence: the site file's collectors < the environment (``CONDOR_HOST``,
+    ``_CONDOR_COLLECTOR_HOST``, ``NOMADWN_CONDOR_*``).
+    """
+    import os
+
+    from nomadwn.condor import CondorSettings, HTCondorSource
+
+    return HTCondorSource(CondorSettings.from_env({"CONDOR_HOST": ",".join(collectors), **os.environ}))
 
 
 def seconds(text: str, option: str) -> float:

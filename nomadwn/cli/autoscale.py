@@ -18,6 +18,7 @@ from nomadwn.cli._common import (
     NamespaceOpt,
     RegionOpt,
     SiteArg,
+    condor_source,
     emit_json,
     handled,
     nomad_client,
@@ -109,7 +110,6 @@ def autoscale(
     from dataclasses import asdict
 
     from nomadwn.autoscale.loop import Autoscaler
-    from nomadwn.condor import CondorSettings, HTCondorSource
     from nomadwn.consul_lock import ConsulLock
     from nomadwn.consul_settings import ConsulSettings
     from nomadwn.metrics import MetricsServer, recently
@@ -119,9 +119,7 @@ def autoscale(
     site = load_site(site_file)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     nomad = nomad_client(address, namespace, region)
-    # Precedence: the site file's collector < the environment (CONDOR_HOST, _CONDOR_COLLECTOR_HOST).
-    file_collectors = {"CONDOR_HOST": ",".join(_collectors(site))}
-    condor = HTCondorSource(CondorSettings.from_env({**file_collectors, **os.environ}))
+    condor = condor_source(_collectors(site))
     leadership = None
     if not (dry_run or no_lock):
         a = site.autoscaler

@@ -232,9 +232,9 @@ def deploy(
 def _drain_replaced(site: Site, planned: FlavourPlan, nomad: NomadAPI) -> None:
     """Drain the workers ``planned`` will stop and wait until they are empty (exit 2 on timeout)."""
     from nomadwn import drain as d
-    from nomadwn.cli.drain import condor_source
+    from nomadwn.cli._common import condor_source
 
-    condor = condor_source(site, planned.flavour)
+    condor = condor_source(site.flavours[planned.flavour].htcondor.collector)
     chosen = d.replaced(planned.plan, d.targets(site, planned.flavour, nomad, condor))
     if not chosen:
         return

@@ -6,21 +6,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nomadwn.cli._common import AddrOpt, FlavourArg, NamespaceOpt, RegionOpt, SiteArg, handled, nomad_client, say
+from nomadwn.cli._common import (
+    AddrOpt,
+    FlavourArg,
+    NamespaceOpt,
+    RegionOpt,
+    SiteArg,
+    condor_source,
+    handled,
+    nomad_client,
+    say,
+)
 
 if TYPE_CHECKING:
-    from nomadwn.condor import CondorSource
-    from nomadwn.model import Site
-
-
-def condor_source(site: Site, flavour: str) -> CondorSource:
-    """The real HTCondor source for a flavour's pool: its collectors, unless the environment names others."""
-    import os
-
-    from nomadwn.condor import CondorSettings, HTCondorSource
-
-    collectors = {"CONDOR_HOST": ",".join(site.flavours[flavour].htcondor.collector)}
-    return HTCondorSource(CondorSettings.from_env({**collectors, **os.environ}))
+    pass
 
 
 @handled
@@ -66,7 +65,7 @@ def drain(
         raise typer.BadParameter("--cancel puts workers back in service; it cannot be combined with --wait")
     site = load_site(site_file)
     nomad = nomad_client(address, namespace, region)
-    condor = condor_source(site, flavour)
+    condor = condor_source(site.flavours[flavour].htcondor.collector)
     chosen = d.targets(site, flavour, nomad, condor, alloc_ids=alloc or [], node=node)
     if not chosen:
         say(f"{flavour}: no live worker matches; nothing to do")

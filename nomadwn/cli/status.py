@@ -17,6 +17,7 @@ from nomadwn.cli._common import (
     NamespaceOpt,
     RegionOpt,
     SiteArg,
+    condor_source,
     emit_json,
     handled,
     nomad_client,
@@ -108,7 +109,6 @@ def status(
 ) -> None:
     """The pool view: per flavour and worker, Nomad's allocation, Consul's checks and HTCondor's slots, plus the
     idle jobs each flavour would take. Exit 1 when Nomad, Consul or HTCondor cannot be reached (it says which)."""
-    import os
     import time
 
     from nomadwn.deploy import select_flavours
@@ -127,11 +127,7 @@ def status(
         consul = ConsulClient(ConsulSettings.from_env())
     condor = None
     if not no_condor:
-        from nomadwn.condor import CondorSettings, HTCondorSource
-
-        # Precedence: the site file's collector < the environment (CONDOR_HOST, _CONDOR_COLLECTOR_HOST).
-        file_collectors = {"CONDOR_HOST": ",".join(_collectors(site, names))}
-        condor = HTCondorSource(CondorSettings.from_env({**file_collectors, **os.environ}))
+        condor = condor_source(_collectors(site, names))
 
     def snapshot() -> PoolStatus:
         return pool_status(site, names, nomad, consul, condor, clock=time.time)
